@@ -1,0 +1,977 @@
+/*
+ * pgs_kernels.c — implementations and run-time dispatch for pgs_kernels.h.
+ *
+ * Layout of this file: portable scalar code first (the reference every other
+ * level is tested against), then x86-64 variants compiled with per-function
+ * target attributes, then the dispatch table.  Nothing here may depend on
+ * compiler flags such as -march: the binary must run on any x86-64 (or any
+ * other architecture, where only the scalar level exists).
+ */
+#include "pgs_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define PGS_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+static inline uint64_t
+load_u64(const uint8_t *p)
+{
+	uint64_t	v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* load the last nbytes % 8 bytes, zero extended */
+static inline uint64_t
+load_tail(const uint8_t *p, size_t len)
+{
+	uint64_t	v = 0;
+
+	memcpy(&v, p, len);
+	return v;
+}
+
+/* ===================== scalar baseline ===================== */
+
+static inline uint64_t
+popcount64_swar(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+	return (x * 0x0101010101010101ULL) >> 56;
+}
+
+/*
+ * The word loops are written once as macros and instantiated per level, so the
+ * POPCNT level differs from the scalar one only in the popcount primitive and
+ * the target attribute the compiler generates code for.
+ */
+#define DEFINE_WORD_KERNELS(SUFFIX, ATTR, POPC) \
+ATTR static uint64_t \
+popcount_##SUFFIX(const uint8_t *a, size_t nbytes) \
+{ \
+	uint64_t	c = 0; \
+	size_t		i = 0; \
+	for (; i + 8 <= nbytes; i += 8) \
+		c += POPC(load_u64(a + i)); \
+	if (i < nbytes) \
+		c += POPC(load_tail(a + i, nbytes - i)); \
+	return c; \
+} \
+ATTR static uint64_t \
+hamming_##SUFFIX(const uint8_t *a, const uint8_t *b, size_t nbytes) \
+{ \
+	uint64_t	c = 0; \
+	size_t		i = 0; \
+	for (; i + 8 <= nbytes; i += 8) \
+		c += POPC(load_u64(a + i) ^ load_u64(b + i)); \
+	if (i < nbytes) \
+		c += POPC(load_tail(a + i, nbytes - i) ^ load_tail(b + i, nbytes - i)); \
+	return c; \
+} \
+ATTR static void \
+and_or_##SUFFIX(const uint8_t *a, const uint8_t *b, size_t nbytes, \
+				uint64_t *and_count, uint64_t *or_count) \
+{ \
+	uint64_t	ca = 0, co = 0; \
+	size_t		i = 0; \
+	for (; i + 8 <= nbytes; i += 8) \
+	{ \
+		uint64_t	x = load_u64(a + i), y = load_u64(b + i); \
+		ca += POPC(x & y); \
+		co += POPC(x | y); \
+	} \
+	if (i < nbytes) \
+	{ \
+		uint64_t	x = load_tail(a + i, nbytes - i), y = load_tail(b + i, nbytes - i); \
+		ca += POPC(x & y); \
+		co += POPC(x | y); \
+	} \
+	*and_count = ca; \
+	*or_count = co; \
+} \
+/* fixed-width batch: W words, the query held in registers */ \
+ATTR static inline void \
+hamming_batch_w_##SUFFIX(const uint8_t *q, const uint8_t *codes, size_t W, \
+						 size_t stride, size_t n, uint32_t *out) \
+{ \
+	uint64_t	qw[16]; \
+	for (size_t w = 0; w < W; w++) \
+		qw[w] = load_u64(q + 8 * w); \
+	for (size_t i = 0; i < n; i++) \
+	{ \
+		const uint8_t *c = codes + i * stride; \
+		uint64_t	d = 0; \
+		for (size_t w = 0; w < W; w++) \
+			d += POPC(qw[w] ^ load_u64(c + 8 * w)); \
+		out[i] = (uint32_t) d; \
+	} \
+} \
+ATTR static void \
+hamming_batch_##SUFFIX(const uint8_t *q, const uint8_t *codes, size_t nbytes, \
+					   size_t stride, size_t n, uint32_t *out) \
+{ \
+	/* specialize the common code sizes so the word loop unrolls fully */ \
+	if ((nbytes & 7) == 0) \
+	{ \
+		switch (nbytes >> 3) \
+		{ \
+			case 1: hamming_batch_w_##SUFFIX(q, codes, 1, stride, n, out); return; \
+			case 2: hamming_batch_w_##SUFFIX(q, codes, 2, stride, n, out); return; \
+			case 3: hamming_batch_w_##SUFFIX(q, codes, 3, stride, n, out); return; \
+			case 4: hamming_batch_w_##SUFFIX(q, codes, 4, stride, n, out); return; \
+			case 6: hamming_batch_w_##SUFFIX(q, codes, 6, stride, n, out); return; \
+			case 8: hamming_batch_w_##SUFFIX(q, codes, 8, stride, n, out); return; \
+			case 12: hamming_batch_w_##SUFFIX(q, codes, 12, stride, n, out); return; \
+			case 16: hamming_batch_w_##SUFFIX(q, codes, 16, stride, n, out); return; \
+			default: break; \
+		} \
+	} \
+	for (size_t i = 0; i < n; i++) \
+		out[i] = (uint32_t) hamming_##SUFFIX(q, codes + i * stride, nbytes); \
+}
+
+#define NOATTR
+DEFINE_WORD_KERNELS(scalar, NOATTR, popcount64_swar)
+
+static inline float
+f16_to_f32_scalar(uint16_t h)
+{
+	uint32_t	sign = (uint32_t) (h & 0x8000) << 16;
+	uint32_t	exp = (h >> 10) & 0x1F;
+	uint32_t	mant = h & 0x3FF;
+	uint32_t	bits;
+	float		f;
+
+	if (exp == 0)
+	{
+		if (mant == 0)
+			bits = sign;
+		else
+		{
+			/* subnormal: normalize */
+			int			e = -1;
+
+			do
+			{
+				e++;
+				mant <<= 1;
+			} while ((mant & 0x400) == 0);
+			mant &= 0x3FF;
+			bits = sign | ((uint32_t) (127 - 15 - e) << 23) | (mant << 13);
+		}
+	}
+	else if (exp == 0x1F)
+		bits = sign | 0x7F800000 | (mant << 13);
+	else
+		bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
+float
+pgs_f16_to_f32(uint16_t h)
+{
+	return f16_to_f32_scalar(h);
+}
+
+uint16_t
+pgs_f32_to_f16(float f)
+{
+	uint32_t	x;
+	uint32_t	sign;
+	uint32_t	absx;
+
+	memcpy(&x, &f, sizeof(x));
+	sign = (x >> 16) & 0x8000;
+	absx = x & 0x7FFFFFFF;
+
+	if (absx >= 0x7F800000)		/* Inf or NaN */
+		return (uint16_t) (sign | 0x7C00 | (absx > 0x7F800000 ? 0x200 : 0));
+	if (absx >= 0x477FF000)		/* rounds to >= 65520: overflow to Inf */
+		return (uint16_t) (sign | 0x7C00);
+	if (absx < 0x38800000)		/* result is subnormal or zero */
+	{
+		/* shift the implicit-1 mantissa into place, round to nearest even */
+		uint32_t	e = absx >> 23;
+		uint32_t	m;
+		uint32_t	shift;
+		uint32_t	r;
+
+		if (e < 102)			/* below half of the smallest subnormal */
+			return (uint16_t) sign;
+		m = (absx & 0x7FFFFF) | 0x800000;
+		shift = 126 - e;		/* 14 .. 24 */
+		r = m >> shift;
+		{
+			uint32_t	rem = m & ((1u << shift) - 1);
+			uint32_t	half = 1u << (shift - 1);
+
+			if (rem > half || (rem == half && (r & 1)))
+				r++;
+		}
+		return (uint16_t) (sign | r);
+	}
+	else
+	{
+		/* normal: rebias, round mantissa 23 -> 10 bits to nearest even */
+		uint32_t	r = absx - 0x38000000;	/* rebias 127 -> 15 */
+		uint32_t	rem = r & 0x1FFF;
+
+		r >>= 13;
+		if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+			r++;
+		return (uint16_t) (sign | r);
+	}
+}
+
+static float
+dot_f32_scalar(const float *a, const float *b, size_t n)
+{
+	float		s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static float
+l2sq_f32_scalar(const float *a, const float *b, size_t n)
+{
+	float		s = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		float		d = a[i] - b[i];
+
+		s += d * d;
+	}
+	return s;
+}
+
+static void
+cosine_parts_f32_scalar(const float *a, const float *b, size_t n,
+						float *dot, float *na, float *nb)
+{
+	float		s = 0,
+				x = 0,
+				y = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		s += a[i] * b[i];
+		x += a[i] * a[i];
+		y += b[i] * b[i];
+	}
+	*dot = s;
+	*na = x;
+	*nb = y;
+}
+
+static float
+dot_f16_scalar(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	float		s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += f16_to_f32_scalar(a[i]) * f16_to_f32_scalar(b[i]);
+	return s;
+}
+
+static float
+l2sq_f16_scalar(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	float		s = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		float		d = f16_to_f32_scalar(a[i]) - f16_to_f32_scalar(b[i]);
+
+		s += d * d;
+	}
+	return s;
+}
+
+static void
+cosine_parts_f16_scalar(const uint16_t *a, const uint16_t *b, size_t n,
+						float *dot, float *na, float *nb)
+{
+	float		s = 0,
+				x = 0,
+				y = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		float		u = f16_to_f32_scalar(a[i]);
+		float		v = f16_to_f32_scalar(b[i]);
+
+		s += u * v;
+		x += u * u;
+		y += v * v;
+	}
+	*dot = s;
+	*na = x;
+	*nb = y;
+}
+
+static int32_t
+dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n)
+{
+	int32_t		s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (int32_t) a[i] * (int32_t) b[i];
+	return s;
+}
+
+/* ===================== x86-64 levels ===================== */
+
+#ifdef PGS_X86
+
+#define POPC_HW(x) ((uint64_t) __builtin_popcountll(x))
+DEFINE_WORD_KERNELS(popcnt, __attribute__((target("popcnt"))), POPC_HW)
+
+#define AVX2_ATTR __attribute__((target("avx2,fma,f16c,popcnt")))
+
+/* horizontal sum of 8 floats */
+AVX2_ATTR static inline float
+hsum256_ps(__m256 v)
+{
+	__m128		lo = _mm256_castps256_ps128(v);
+	__m128		hi = _mm256_extractf128_ps(v, 1);
+
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
+AVX2_ATTR static float
+dot_f32_avx2(const float *a, const float *b, size_t n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		s;
+
+	for (; i + 16 <= n; i += 16)
+	{
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	s = hsum256_ps(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+AVX2_ATTR static float
+l2sq_f32_avx2(const float *a, const float *b, size_t n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		s;
+
+	for (; i + 16 <= n; i += 16)
+	{
+		__m256		d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+		__m256		d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+		s1 = _mm256_fmadd_ps(d1, d1, s1);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+	}
+	s = hsum256_ps(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+	{
+		float		d = a[i] - b[i];
+
+		s += d * d;
+	}
+	return s;
+}
+
+AVX2_ATTR static void
+cosine_parts_f32_avx2(const float *a, const float *b, size_t n,
+					  float *dot, float *na, float *nb)
+{
+	__m256		s = _mm256_setzero_ps(),
+				x = _mm256_setzero_ps(),
+				y = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		ds,
+				xs,
+				ys;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		u = _mm256_loadu_ps(a + i);
+		__m256		v = _mm256_loadu_ps(b + i);
+
+		s = _mm256_fmadd_ps(u, v, s);
+		x = _mm256_fmadd_ps(u, u, x);
+		y = _mm256_fmadd_ps(v, v, y);
+	}
+	ds = hsum256_ps(s);
+	xs = hsum256_ps(x);
+	ys = hsum256_ps(y);
+	for (; i < n; i++)
+	{
+		ds += a[i] * b[i];
+		xs += a[i] * a[i];
+		ys += b[i] * b[i];
+	}
+	*dot = ds;
+	*na = xs;
+	*nb = ys;
+}
+
+AVX2_ATTR static inline __m256
+load_f16x8(const uint16_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
+}
+
+AVX2_ATTR static float
+dot_f16_avx2(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	__m256		s = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		r;
+
+	for (; i + 8 <= n; i += 8)
+		s = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), s);
+	r = hsum256_ps(s);
+	for (; i < n; i++)
+		r += f16_to_f32_scalar(a[i]) * f16_to_f32_scalar(b[i]);
+	return r;
+}
+
+AVX2_ATTR static float
+l2sq_f16_avx2(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	__m256		s = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		r;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		d = _mm256_sub_ps(load_f16x8(a + i), load_f16x8(b + i));
+
+		s = _mm256_fmadd_ps(d, d, s);
+	}
+	r = hsum256_ps(s);
+	for (; i < n; i++)
+	{
+		float		d = f16_to_f32_scalar(a[i]) - f16_to_f32_scalar(b[i]);
+
+		r += d * d;
+	}
+	return r;
+}
+
+AVX2_ATTR static void
+cosine_parts_f16_avx2(const uint16_t *a, const uint16_t *b, size_t n,
+					  float *dot, float *na, float *nb)
+{
+	__m256		s = _mm256_setzero_ps(),
+				x = _mm256_setzero_ps(),
+				y = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		ds,
+				xs,
+				ys;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		u = load_f16x8(a + i);
+		__m256		v = load_f16x8(b + i);
+
+		s = _mm256_fmadd_ps(u, v, s);
+		x = _mm256_fmadd_ps(u, u, x);
+		y = _mm256_fmadd_ps(v, v, y);
+	}
+	ds = hsum256_ps(s);
+	xs = hsum256_ps(x);
+	ys = hsum256_ps(y);
+	for (; i < n; i++)
+	{
+		float		u = f16_to_f32_scalar(a[i]);
+		float		v = f16_to_f32_scalar(b[i]);
+
+		ds += u * v;
+		xs += u * u;
+		ys += v * v;
+	}
+	*dot = ds;
+	*na = xs;
+	*nb = ys;
+}
+
+AVX2_ATTR static int32_t
+dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n)
+{
+	__m256i		acc = _mm256_setzero_si256();
+	size_t		i = 0;
+	int32_t		s;
+	__m128i		lo;
+
+	for (; i + 16 <= n; i += 16)
+	{
+		__m256i		x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (a + i)));
+		__m256i		y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (b + i)));
+
+		acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+	}
+	lo = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+	lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4E));
+	lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xB1));
+	s = _mm_cvtsi128_si32(lo);
+	for (; i < n; i++)
+		s += (int32_t) a[i] * (int32_t) b[i];
+	return s;
+}
+
+/*
+ * Long codes: Muła's nibble-lookup popcount with vpshufb, accumulated with
+ * vpsadbw.  Short codes stay on the POPCNT word loop, which is faster below a
+ * few hundred bits.
+ */
+AVX2_ATTR static inline __m256i
+popcnt256_bytes(__m256i v)
+{
+	const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+										 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+	const __m256i low = _mm256_set1_epi8(0x0F);
+	__m256i		lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
+	__m256i		hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+
+	return _mm256_add_epi8(lo, hi);
+}
+
+AVX2_ATTR static uint64_t
+hamming_avx2(const uint8_t *a, const uint8_t *b, size_t nbytes)
+{
+	__m256i		acc = _mm256_setzero_si256();
+	size_t		i = 0;
+	uint64_t	c;
+
+	if (nbytes < 64)
+		return hamming_popcnt(a, b, nbytes);
+	for (; i + 32 <= nbytes; i += 32)
+	{
+		__m256i		x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (a + i)),
+										 _mm256_loadu_si256((const __m256i *) (b + i)));
+
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(popcnt256_bytes(x), _mm256_setzero_si256()));
+	}
+	c = (uint64_t) _mm256_extract_epi64(acc, 0) + (uint64_t) _mm256_extract_epi64(acc, 1) +
+		(uint64_t) _mm256_extract_epi64(acc, 2) + (uint64_t) _mm256_extract_epi64(acc, 3);
+	return c + hamming_popcnt(a + i, b + i, nbytes - i);
+}
+
+AVX2_ATTR static uint64_t
+popcount_avx2(const uint8_t *a, size_t nbytes)
+{
+	__m256i		acc = _mm256_setzero_si256();
+	size_t		i = 0;
+	uint64_t	c;
+
+	if (nbytes < 64)
+		return popcount_popcnt(a, nbytes);
+	for (; i + 32 <= nbytes; i += 32)
+	{
+		__m256i		x = _mm256_loadu_si256((const __m256i *) (a + i));
+
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(popcnt256_bytes(x), _mm256_setzero_si256()));
+	}
+	c = (uint64_t) _mm256_extract_epi64(acc, 0) + (uint64_t) _mm256_extract_epi64(acc, 1) +
+		(uint64_t) _mm256_extract_epi64(acc, 2) + (uint64_t) _mm256_extract_epi64(acc, 3);
+	return c + popcount_popcnt(a + i, nbytes - i);
+}
+
+AVX2_ATTR static void
+hamming_batch_avx2(const uint8_t *q, const uint8_t *codes, size_t nbytes,
+				   size_t stride, size_t n, uint32_t *out)
+{
+	if (nbytes <= 128)
+	{
+		hamming_batch_popcnt(q, codes, nbytes, stride, n, out);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (uint32_t) hamming_avx2(q, codes + i * stride, nbytes);
+}
+
+/* ---- AVX-512 VPOPCNTDQ: one vpopcntq per 512 bits ---- */
+#define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vpopcntdq,avx2,fma,f16c,popcnt")))
+
+AVX512_ATTR static uint64_t
+hamming_avx512(const uint8_t *a, const uint8_t *b, size_t nbytes)
+{
+	__m512i		acc = _mm512_setzero_si512();
+	size_t		i = 0;
+
+	for (; i + 64 <= nbytes; i += 64)
+	{
+		__m512i		x = _mm512_xor_si512(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+
+		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+	}
+	if (i < nbytes)
+	{
+		__mmask64	m = (((__mmask64) 1 << (nbytes - i)) - 1);
+		__m512i		x = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + i),
+										 _mm512_maskz_loadu_epi8(m, b + i));
+
+		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+	}
+	return (uint64_t) _mm512_reduce_add_epi64(acc);
+}
+
+AVX512_ATTR static uint64_t
+popcount_avx512(const uint8_t *a, size_t nbytes)
+{
+	__m512i		acc = _mm512_setzero_si512();
+	size_t		i = 0;
+
+	for (; i + 64 <= nbytes; i += 64)
+		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_loadu_si512(a + i)));
+	if (i < nbytes)
+	{
+		__mmask64	m = (((__mmask64) 1 << (nbytes - i)) - 1);
+
+		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_maskz_loadu_epi8(m, a + i)));
+	}
+	return (uint64_t) _mm512_reduce_add_epi64(acc);
+}
+
+AVX512_ATTR static void
+hamming_batch_avx512(const uint8_t *q, const uint8_t *codes, size_t nbytes,
+					 size_t stride, size_t n, uint32_t *out)
+{
+	/* below two zmm words the scalar POPCNT loop with the query in registers wins */
+	if (nbytes <= 128)
+	{
+		hamming_batch_popcnt(q, codes, nbytes, stride, n, out);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (uint32_t) hamming_avx512(q, codes + i * stride, nbytes);
+}
+
+/* CPU feature detection with cpuid; AVX state must also be enabled by the OS. */
+static int
+detect_level(void)
+{
+	unsigned int eax,
+				ebx,
+				ecx,
+				edx;
+	int			level = PGS_LEVEL_SCALAR;
+	int			osxsave,
+				avx_os = 0,
+				avx512_os = 0;
+
+	if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+		return level;
+	if (ecx & bit_POPCNT)
+		level = PGS_LEVEL_POPCNT;
+	else
+		return level;
+	osxsave = (ecx & bit_OSXSAVE) != 0;
+	if (osxsave)
+	{
+		unsigned int xlo,
+					xhi;
+
+		__asm__ volatile ("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+		avx_os = (xlo & 0x6) == 0x6;
+		avx512_os = (xlo & 0xE6) == 0xE6;
+	}
+	if (!(avx_os && (ecx & bit_FMA) && (ecx & bit_F16C) && (ecx & bit_AVX)))
+		return level;
+	if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx))
+		return level;
+	if (!(ebx & bit_AVX2))
+		return level;
+	level = PGS_LEVEL_AVX2;
+	if (avx512_os && (ebx & bit_AVX512F) && (ebx & bit_AVX512BW) &&
+		(ecx & bit_AVX512VPOPCNTDQ))
+		level = PGS_LEVEL_AVX512;
+	return level;
+}
+
+#else							/* !PGS_X86 */
+
+static int
+detect_level(void)
+{
+	return PGS_LEVEL_SCALAR;
+}
+
+#endif							/* PGS_X86 */
+
+/* ===================== dispatch ===================== */
+
+typedef struct PgsDispatch
+{
+	uint64_t	(*popcount) (const uint8_t *, size_t);
+	uint64_t	(*hamming) (const uint8_t *, const uint8_t *, size_t);
+	void		(*and_or) (const uint8_t *, const uint8_t *, size_t, uint64_t *, uint64_t *);
+	void		(*hamming_batch) (const uint8_t *, const uint8_t *, size_t, size_t, size_t, uint32_t *);
+	float		(*dot_f32) (const float *, const float *, size_t);
+	float		(*l2sq_f32) (const float *, const float *, size_t);
+	void		(*cosine_f32) (const float *, const float *, size_t, float *, float *, float *);
+	float		(*dot_f16) (const uint16_t *, const uint16_t *, size_t);
+	float		(*l2sq_f16) (const uint16_t *, const uint16_t *, size_t);
+	void		(*cosine_f16) (const uint16_t *, const uint16_t *, size_t, float *, float *, float *);
+	int32_t		(*dot_i8) (const int8_t *, const int8_t *, size_t);
+} PgsDispatch;
+
+static PgsDispatch K;
+static int	max_level = -1;
+static int	cur_level = -1;
+
+static void
+set_table(int level)
+{
+	K.popcount = popcount_scalar;
+	K.hamming = hamming_scalar;
+	K.and_or = and_or_scalar;
+	K.hamming_batch = hamming_batch_scalar;
+	K.dot_f32 = dot_f32_scalar;
+	K.l2sq_f32 = l2sq_f32_scalar;
+	K.cosine_f32 = cosine_parts_f32_scalar;
+	K.dot_f16 = dot_f16_scalar;
+	K.l2sq_f16 = l2sq_f16_scalar;
+	K.cosine_f16 = cosine_parts_f16_scalar;
+	K.dot_i8 = dot_i8_scalar;
+#ifdef PGS_X86
+	if (level >= PGS_LEVEL_POPCNT)
+	{
+		K.popcount = popcount_popcnt;
+		K.hamming = hamming_popcnt;
+		K.and_or = and_or_popcnt;
+		K.hamming_batch = hamming_batch_popcnt;
+	}
+	if (level >= PGS_LEVEL_AVX2)
+	{
+		K.popcount = popcount_avx2;
+		K.hamming = hamming_avx2;
+		K.hamming_batch = hamming_batch_avx2;
+		K.dot_f32 = dot_f32_avx2;
+		K.l2sq_f32 = l2sq_f32_avx2;
+		K.cosine_f32 = cosine_parts_f32_avx2;
+		K.dot_f16 = dot_f16_avx2;
+		K.l2sq_f16 = l2sq_f16_avx2;
+		K.cosine_f16 = cosine_parts_f16_avx2;
+		K.dot_i8 = dot_i8_avx2;
+	}
+	if (level >= PGS_LEVEL_AVX512)
+	{
+		K.popcount = popcount_avx512;
+		K.hamming = hamming_avx512;
+		K.hamming_batch = hamming_batch_avx512;
+	}
+#endif
+	cur_level = level;
+}
+
+void
+pgs_kernels_init(void)
+{
+	if (max_level >= 0)
+		return;
+	max_level = detect_level();
+	set_table(max_level);
+}
+
+int
+pgs_kernels_max_level(void)
+{
+	pgs_kernels_init();
+	return max_level;
+}
+
+int
+pgs_kernels_level(void)
+{
+	pgs_kernels_init();
+	return cur_level;
+}
+
+int
+pgs_kernels_set_level(int level)
+{
+	pgs_kernels_init();
+	if (level < PGS_LEVEL_SCALAR)
+		level = PGS_LEVEL_SCALAR;
+	if (level > max_level)
+		level = max_level;
+	set_table(level);
+	return level;
+}
+
+const char *
+pgs_kernels_level_name(int level)
+{
+	switch (level)
+	{
+		case PGS_LEVEL_SCALAR:
+			return "scalar";
+		case PGS_LEVEL_POPCNT:
+			return "popcnt";
+		case PGS_LEVEL_AVX2:
+			return "avx2";
+		case PGS_LEVEL_AVX512:
+			return "avx512";
+		default:
+			return "unknown";
+	}
+}
+
+#define ENSURE_INIT() do { if (cur_level < 0) pgs_kernels_init(); } while (0)
+
+uint64_t
+pgs_popcount(const uint8_t *a, size_t nbytes)
+{
+	ENSURE_INIT();
+	return K.popcount(a, nbytes);
+}
+
+uint64_t
+pgs_hamming(const uint8_t *a, const uint8_t *b, size_t nbytes)
+{
+	ENSURE_INIT();
+	return K.hamming(a, b, nbytes);
+}
+
+void
+pgs_and_or_count(const uint8_t *a, const uint8_t *b, size_t nbytes,
+				 uint64_t *and_count, uint64_t *or_count)
+{
+	ENSURE_INIT();
+	K.and_or(a, b, nbytes, and_count, or_count);
+}
+
+void
+pgs_hamming_batch(const uint8_t *q, const uint8_t *codes, size_t nbytes,
+				  size_t stride, size_t n, uint32_t *out)
+{
+	ENSURE_INIT();
+	K.hamming_batch(q, codes, nbytes, stride, n, out);
+}
+
+float
+pgs_dot_f32(const float *a, const float *b, size_t n)
+{
+	ENSURE_INIT();
+	return K.dot_f32(a, b, n);
+}
+
+float
+pgs_l2sq_f32(const float *a, const float *b, size_t n)
+{
+	ENSURE_INIT();
+	return K.l2sq_f32(a, b, n);
+}
+
+void
+pgs_cosine_parts_f32(const float *a, const float *b, size_t n,
+					 float *dot, float *norm_a, float *norm_b)
+{
+	ENSURE_INIT();
+	K.cosine_f32(a, b, n, dot, norm_a, norm_b);
+}
+
+float
+pgs_dot_f16(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	ENSURE_INIT();
+	return K.dot_f16(a, b, n);
+}
+
+float
+pgs_l2sq_f16(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	ENSURE_INIT();
+	return K.l2sq_f16(a, b, n);
+}
+
+void
+pgs_cosine_parts_f16(const uint16_t *a, const uint16_t *b, size_t n,
+					 float *dot, float *norm_a, float *norm_b)
+{
+	ENSURE_INIT();
+	K.cosine_f16(a, b, n, dot, norm_a, norm_b);
+}
+
+int32_t
+pgs_dot_i8(const int8_t *a, const int8_t *b, size_t n)
+{
+	ENSURE_INIT();
+	return K.dot_i8(a, b, n);
+}
+
+/* ---- quantizers: simple enough that one portable version is the fast one ---- */
+
+void
+pgs_quantize_f32(const float *x, const float *t, size_t dim, uint8_t *out)
+{
+	size_t		nbytes = (dim + 7) / 8;
+
+	memset(out, 0, nbytes);
+	for (size_t i = 0; i < dim; i++)
+	{
+		float		thr = t ? t[i] : 0.0f;
+
+		if (x[i] > thr)
+			out[i >> 3] |= (uint8_t) (0x80 >> (i & 7));
+	}
+}
+
+void
+pgs_quantize_f16(const uint16_t *x, const float *t, size_t dim, uint8_t *out)
+{
+	size_t		nbytes = (dim + 7) / 8;
+
+	memset(out, 0, nbytes);
+	for (size_t i = 0; i < dim; i++)
+	{
+		float		thr = t ? t[i] : 0.0f;
+
+		if (f16_to_f32_scalar(x[i]) > thr)
+			out[i >> 3] |= (uint8_t) (0x80 >> (i & 7));
+	}
+}
+
+double
+pgs_dot_bits(const float *q, const uint8_t *bits, size_t dim)
+{
+	double		pos = 0,
+				all = 0;
+
+	for (size_t i = 0; i < dim; i++)
+	{
+		all += q[i];
+		if (bits[i >> 3] & (0x80 >> (i & 7)))
+			pos += q[i];
+	}
+	return 2.0 * pos - all;
+}

@@ -1,0 +1,1 @@
+"""pgsieve: retrieval inside PostgreSQL."""
