@@ -1,0 +1,179 @@
+/*
+ * bscan.c — binary_scan's handler, reloptions, GUCs, cost estimate and
+ * opclass support functions.
+ */
+#include "postgres.h"
+
+#include <float.h>
+
+#include "access/amapi.h"
+#include "access/reloptions.h"
+#include "commands/vacuum.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "utils/guc.h"
+#include "utils/selfuncs.h"
+
+#include "bscan.h"
+
+int			bscan_rerank = BSCAN_DEFAULT_RERANK;
+
+static relopt_kind bscan_relopt_kind;
+
+static relopt_enum_elt_def bscan_quantizer_values[] = {
+	{"sign", BSCAN_QUANTIZER_SIGN},
+	{"mean", BSCAN_QUANTIZER_MEAN},
+	{(const char *) NULL}
+};
+
+void
+BscanInit(void)
+{
+	bscan_relopt_kind = add_reloption_kind();
+	add_enum_reloption(bscan_relopt_kind, "quantizer",
+					   "How vectors become bits: sign (x > 0) or mean (x > per-dimension mean learned at build)",
+					   bscan_quantizer_values, BSCAN_QUANTIZER_MEAN,
+					   "Valid values are \"sign\" and \"mean\".",
+					   AccessExclusiveLock);
+
+	DefineCustomIntVariable("pgsieve.binary_rerank",
+							"Candidates a binary_scan index re-ranks by exact distance per batch.",
+							"The gather keeps this many codes by Hamming distance; more gives higher recall. "
+							"Think of it as rerank multiplier times LIMIT.",
+							&bscan_rerank, BSCAN_DEFAULT_RERANK, BSCAN_MIN_RERANK, BSCAN_MAX_RERANK,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+static bytea *
+bscanoptions(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt tab[] = {
+		{"quantizer", RELOPT_TYPE_ENUM, offsetof(BscanOptions, quantizer)},
+	};
+
+	return (bytea *) build_reloptions(reloptions, validate, bscan_relopt_kind,
+									  sizeof(BscanOptions), tab, lengthof(tab));
+}
+
+/*
+ * Cost: a scan reads every index page and computes one Hamming distance per
+ * row before it returns its first row (so it is all startup cost), then
+ * fetches pgsieve.binary_rerank heap rows to re-rank them.
+ */
+static void
+bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+				  Cost *indexStartupCost, Cost *indexTotalCost,
+				  Selectivity *indexSelectivity, double *indexCorrelation,
+				  double *indexPages)
+{
+	IndexOptInfo *index = path->indexinfo;
+	double		tuples = Max(index->tuples, 1);
+	double		pages = Max(index->pages, 1);
+	double		rerank = Min(bscan_rerank, tuples);
+
+	/* the index is useless without ORDER BY distance */
+	if (path->indexorderbys == NIL)
+	{
+		*indexStartupCost = DBL_MAX;
+		*indexTotalCost = DBL_MAX;
+		*indexSelectivity = 0;
+		*indexCorrelation = 0;
+		*indexPages = 0;
+		return;
+	}
+
+	*indexStartupCost = pages * seq_page_cost +
+		tuples * cpu_operator_cost +
+		rerank * (cpu_tuple_cost + cpu_operator_cost + 0.25 * random_page_cost);
+	*indexTotalCost = *indexStartupCost + tuples * cpu_index_tuple_cost * 0.01;
+	*indexSelectivity = 1.0;
+	*indexCorrelation = 0;
+	*indexPages = pages;
+}
+
+static bool
+bscanvalidate(Oid opclassoid)
+{
+	return true;
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(binary_scan_handler);
+Datum
+binary_scan_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+
+	amroutine->amstrategies = 0;
+	amroutine->amsupport = 1;
+	amroutine->amoptsprocnum = 0;
+	amroutine->amcanorder = false;
+	amroutine->amcanorderbyop = true;
+	amroutine->amcanbackward = false;
+	amroutine->amcanunique = false;
+	amroutine->amcanmulticol = false;
+	amroutine->amoptionalkey = true;
+	amroutine->amsearcharray = false;
+	amroutine->amsearchnulls = false;
+	amroutine->amstorage = false;
+	amroutine->amclusterable = false;
+	amroutine->ampredlocks = false;
+	amroutine->amcanparallel = false;
+	amroutine->amcanbuildparallel = false;
+	amroutine->amcaninclude = false;
+	amroutine->amusemaintenanceworkmem = false;
+#if PG_VERSION_NUM >= 160000
+	amroutine->amsummarizing = false;
+#endif
+	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
+	amroutine->amkeytype = InvalidOid;
+
+	amroutine->ambuild = bscanbuild;
+	amroutine->ambuildempty = bscanbuildempty;
+	amroutine->aminsert = bscaninsert;
+#if PG_VERSION_NUM >= 170000
+	amroutine->aminsertcleanup = NULL;
+#endif
+	amroutine->ambulkdelete = bscanbulkdelete;
+	amroutine->amvacuumcleanup = bscanvacuumcleanup;
+	amroutine->amcanreturn = NULL;
+	amroutine->amcostestimate = bscancostestimate;
+	amroutine->amoptions = bscanoptions;
+	amroutine->amproperty = NULL;
+	amroutine->ambuildphasename = NULL;
+	amroutine->amvalidate = bscanvalidate;
+	amroutine->amadjustmembers = NULL;
+	amroutine->ambeginscan = bscanbeginscan;
+	amroutine->amrescan = bscanrescan;
+	amroutine->amgettuple = bscangettuple;
+	amroutine->amgetbitmap = NULL;
+	amroutine->amendscan = bscanendscan;
+	amroutine->ammarkpos = NULL;
+	amroutine->amrestrpos = NULL;
+	amroutine->amestimateparallelscan = NULL;
+	amroutine->aminitparallelscan = NULL;
+	amroutine->amparallelrescan = NULL;
+
+	PG_RETURN_POINTER(amroutine);
+}
+
+/* support function 1 of each opclass: which kind of value is indexed */
+PGDLLEXPORT PG_FUNCTION_INFO_V1(binary_scan_vector_support);
+Datum
+binary_scan_vector_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(BSCAN_KIND_VECTOR);
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(binary_scan_halfvec_support);
+Datum
+binary_scan_halfvec_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(BSCAN_KIND_HALFVEC);
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(binary_scan_bit_support);
+Datum
+binary_scan_bit_support(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(BSCAN_KIND_BIT);
+}

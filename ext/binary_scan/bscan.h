@@ -1,0 +1,172 @@
+/*
+ * bscan.h — the binary_scan index access method.
+ *
+ * binary_scan keeps one packed binary code per heap row, densely in index
+ * pages.  A scan quantizes the query the same way, computes the Hamming
+ * distance to every code with the shared SIMD kernels, keeps the best
+ * pgsieve.binary_rerank candidates, re-ranks them by the exact distance of
+ * the ORDER BY operator evaluated on the heap row, and returns rows in exact
+ * order.  If the executor wants more rows (a filter rejected some), the next,
+ * larger batch of candidates is gathered and re-ranked, so a scan never stops
+ * at k.
+ *
+ * On `bit` columns (bit_hamming_ops) the stored code *is* the value, so the
+ * Hamming order is already exact and no heap access is needed.
+ *
+ * Page layout
+ *   block 0                 meta page (BscanMetaPageData)
+ *   blocks 1 .. T           per-dimension quantization thresholds (float4),
+ *                           T = 0 for sign quantization
+ *   blocks T+1 ..           data pages, in no particular order
+ *
+ * A data page stores its entries as two parallel arrays so the Hamming kernel
+ * runs over contiguous codes:
+ *   [codes: capacity x codeBytes][tids: capacity x ItemPointerData] ... special
+ * pd_lower covers the tid array's used part, so GenericXLog sees every byte
+ * that can change.
+ */
+#ifndef BSCAN_H
+#define BSCAN_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/reloptions.h"
+#include "nodes/execnodes.h"
+#include "storage/bufpage.h"
+#include "utils/relcache.h"
+
+#include "pgsieve_compat.h"
+
+#define BSCAN_MAGIC				0x42534331	/* "BSC1" */
+#define BSCAN_VERSION			1
+#define BSCAN_METAPAGE_BLKNO	0
+
+/* page kinds, in the special space */
+#define BSCAN_PAGE_META			1
+#define BSCAN_PAGE_THRESHOLDS	2
+#define BSCAN_PAGE_DATA			3
+
+/* what the indexed column holds (support function 1 tells) */
+#define BSCAN_KIND_VECTOR		1
+#define BSCAN_KIND_HALFVEC		2
+#define BSCAN_KIND_BIT			3
+
+/* distance, from the ORDER BY operator's strategy number in the opclass */
+#define BSCAN_L2_STRATEGY		1
+#define BSCAN_IP_STRATEGY		2
+#define BSCAN_COSINE_STRATEGY	3
+#define BSCAN_HAMMING_STRATEGY	4
+
+/* quantizer reloption */
+#define BSCAN_QUANTIZER_SIGN	0
+#define BSCAN_QUANTIZER_MEAN	1
+
+/* candidates re-ranked per batch: GUC pgsieve.binary_rerank */
+#define BSCAN_DEFAULT_RERANK	400
+#define BSCAN_MIN_RERANK		1
+#define BSCAN_MAX_RERANK		1000000
+
+/* the largest number of dimensions (bits for bit columns) an index takes */
+#define BSCAN_MAX_DIM			64000
+
+/* support function numbers */
+#define BSCAN_TYPEINFO_PROC		1
+
+typedef struct BscanPageOpaqueData
+{
+	uint16		kind;			/* BSCAN_PAGE_* */
+	uint16		count;			/* entries in use on a data page */
+	uint32		unused;
+} BscanPageOpaqueData;
+
+typedef BscanPageOpaqueData *BscanPageOpaque;
+
+#define BscanPageGetOpaque(page) ((BscanPageOpaque) PageGetSpecialPointer(page))
+
+typedef struct BscanMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	int32		kind;			/* BSCAN_KIND_* */
+	int32		metric;			/* BSCAN_*_STRATEGY */
+	int32		quantizer;		/* BSCAN_QUANTIZER_*, as in effect */
+	int32		dims;			/* 0 until the first value is seen */
+	int32		codeBytes;		/* (dims + 7) / 8 */
+	int32		capacity;		/* entries per data page */
+	BlockNumber thresholdPages; /* number of threshold pages after block 0 */
+	BlockNumber insertPage;		/* data page that receives inserts */
+} BscanMetaPageData;
+
+typedef BscanMetaPageData *BscanMetaPage;
+
+#define BscanPageGetMeta(page) ((BscanMetaPage) PageGetContents(page))
+
+/* byte offsets of the two arrays of a data page */
+#define BSCAN_CODES_OFFSET		MAXALIGN(SizeOfPageHeaderData)
+#define BscanTidsOffset(capacity, codeBytes) \
+	(BSCAN_CODES_OFFSET + (Size) (capacity) * (codeBytes))
+#define BscanPageCodes(page)	((uint8 *) (page) + BSCAN_CODES_OFFSET)
+#define BscanPageTids(page, capacity, codeBytes) \
+	((ItemPointerData *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
+
+/* floats per threshold page */
+#define BSCAN_THRESHOLDS_PER_PAGE \
+	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(BscanPageOpaqueData))) / sizeof(float))
+
+typedef struct BscanOptions
+{
+	int32		vl_len_;		/* varlena header */
+	int			quantizer;
+} BscanOptions;
+
+/* The index's fixed description, read from the meta page and catalogs. */
+typedef struct BscanInfo
+{
+	int			kind;
+	int			metric;
+	int			quantizer;
+	int			dims;
+	int			codeBytes;
+	int			capacity;
+	BlockNumber thresholdPages;
+	BlockNumber insertPage;
+	float	   *thresholds;		/* dims floats, or NULL for sign */
+} BscanInfo;
+
+/* GUCs */
+extern int	bscan_rerank;
+
+/* bscan.c */
+extern void BscanInit(void);
+
+/* bscanutils.c */
+extern int	BscanGetKind(Relation index);
+extern int	BscanGetMetric(Relation index);
+extern int	BscanGetQuantizerOption(Relation index);
+extern int	BscanCapacity(int codeBytes);
+extern void BscanInitPage(Page page, uint16 kind);
+extern void BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds);
+extern void BscanWriteMetaPage(Page page, const BscanInfo *info);
+extern int	BscanValueDims(Datum value, int kind);
+extern bool BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims);
+extern void BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch);
+extern void BscanCheckDims(int got, int expected);
+
+/* the AM's callbacks */
+extern IndexBuildResult *bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void bscanbuildempty(Relation index);
+extern bool bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
+						Relation heap, IndexUniqueCheck checkUnique,
+						bool indexUnchanged,
+						IndexInfo *indexInfo);
+extern IndexBulkDeleteResult *bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+											  IndexBulkDeleteCallback callback, void *callback_state);
+extern IndexBulkDeleteResult *bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
+extern IndexScanDesc bscanbeginscan(Relation index, int nkeys, int norderbys);
+extern void bscanrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys);
+extern bool bscangettuple(IndexScanDesc scan, ScanDirection dir);
+extern void bscanendscan(IndexScanDesc scan);
+
+#endif							/* BSCAN_H */

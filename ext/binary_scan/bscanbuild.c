@@ -1,0 +1,289 @@
+/*
+ * bscanbuild.c — building a binary_scan index.
+ *
+ * Two passes over the heap when the quantizer learns thresholds:
+ *   1. per-dimension means of the (cosine-normalized) vectors, in float8;
+ *   2. quantize every row and append its code to a page built in local
+ *      memory; each full page is written once, WAL-logged as a full image.
+ * Sign quantization and bit columns skip pass 1.  Memory use is a few pages
+ * plus one float8 per dimension, whatever the table size, so the build never
+ * needs maintenance_work_mem.
+ */
+#include "postgres.h"
+
+#include "access/generic_xlog.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "bscan.h"
+
+typedef struct BscanBuildState
+{
+	Relation	index;
+	ForkNumber	forkNum;
+	BscanInfo	info;
+
+	/* pass 1 */
+	double	   *sums;
+	double		nsummed;
+
+	/* pass 2 */
+	Page		page;			/* data page being filled, local memory */
+	BlockNumber lastPage;		/* last data page written */
+	float	   *scratch;
+	uint8	   *code;
+	double		indtuples;
+
+	MemoryContext tmpCtx;
+} BscanBuildState;
+
+/* Write a page image to a new block at the end of the fork, WAL-logged. */
+static BlockNumber
+BscanAppendPage(Relation index, ForkNumber forkNum, Page image)
+{
+	Buffer		buf = PgsNewBuffer(index, forkNum);
+	BlockNumber blkno = BufferGetBlockNumber(buf);
+	GenericXLogState *state = GenericXLogStart(index);
+	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+
+	memcpy(page, image, BLCKSZ);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+	return blkno;
+}
+
+/* Fix the dimensions from the first value (or check against them). */
+static void
+BscanBuildSeeDims(BscanBuildState *bs, Datum value)
+{
+	int			dims = BscanValueDims(value, bs->info.kind);
+
+	if (bs->info.dims == 0)
+	{
+		bs->info.dims = dims;
+		bs->info.codeBytes = (dims + 7) / 8;
+		bs->info.capacity = BscanCapacity(bs->info.codeBytes);
+		if (bs->info.capacity < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("binary_scan index cannot hold codes of %d bits", dims)));
+	}
+	else
+		BscanCheckDims(dims, bs->info.dims);
+}
+
+static void
+BscanMeanCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
+				  bool tupleIsAlive, void *state)
+{
+	BscanBuildState *bs = (BscanBuildState *) state;
+	MemoryContext old;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpCtx);
+	BscanBuildSeeDims(bs, values[0]);
+	if (bs->sums == NULL)
+	{
+		MemoryContext parent = MemoryContextGetParent(bs->tmpCtx);
+
+		bs->sums = MemoryContextAllocZero(parent, sizeof(double) * bs->info.dims);
+		bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.dims);
+	}
+	if (BscanValueToFloats(values[0], bs->info.kind, bs->info.metric, bs->scratch, bs->info.dims))
+	{
+		for (int i = 0; i < bs->info.dims; i++)
+			bs->sums[i] += bs->scratch[i];
+		bs->nsummed += 1;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(bs->tmpCtx);
+}
+
+static void
+BscanFlushPage(BscanBuildState *bs)
+{
+	if (BscanPageGetOpaque(bs->page)->count == 0)
+		return;
+	bs->lastPage = BscanAppendPage(bs->index, bs->forkNum, bs->page);
+	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
+}
+
+/* Append one code and its heap TID to the local data page. */
+static void
+BscanBuildAdd(BscanBuildState *bs, ItemPointer tid)
+{
+	BscanPageOpaque opaque = BscanPageGetOpaque(bs->page);
+	int			n = opaque->count;
+
+	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.codeBytes, bs->code, bs->info.codeBytes);
+	BscanPageTids(bs->page, bs->info.capacity, bs->info.codeBytes)[n] = *tid;
+	opaque->count = n + 1;
+	((PageHeader) bs->page)->pd_lower =
+		BscanTidsOffset(bs->info.capacity, bs->info.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
+	if (opaque->count >= bs->info.capacity)
+		BscanFlushPage(bs);
+}
+
+static void
+BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
+					bool tupleIsAlive, void *state)
+{
+	BscanBuildState *bs = (BscanBuildState *) state;
+	MemoryContext old;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpCtx);
+	BscanBuildSeeDims(bs, values[0]);
+	if (bs->code == NULL)
+	{
+		MemoryContext parent = MemoryContextGetParent(bs->tmpCtx);
+
+		bs->code = MemoryContextAlloc(parent, bs->info.codeBytes);
+		if (bs->scratch == NULL)
+			bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.dims);
+	}
+	BscanEncode(values[0], &bs->info, bs->code, bs->scratch);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(bs->tmpCtx);
+
+	BscanBuildAdd(bs, tid);
+	bs->indtuples += 1;
+}
+
+/* Write the threshold pages (blocks 1..T) from the accumulated sums. */
+static void
+BscanWriteThresholds(BscanBuildState *bs)
+{
+	int			dims = bs->info.dims;
+	int			done = 0;
+	PGAlignedBlock buf;
+	Page		page = (Page) buf.data;
+
+	bs->info.thresholds = palloc(sizeof(float) * dims);
+	for (int i = 0; i < dims; i++)
+		bs->info.thresholds[i] = (float) (bs->sums[i] / bs->nsummed);
+
+	bs->info.thresholdPages = 0;
+	while (done < dims)
+	{
+		int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, dims - done);
+
+		BscanInitPage(page, BSCAN_PAGE_THRESHOLDS);
+		memcpy(PageGetContents(page), bs->info.thresholds + done, sizeof(float) * n);
+		((PageHeader) page)->pd_lower = (PageGetContents(page) - (char *) page) + sizeof(float) * n;
+		BscanAppendPage(bs->index, bs->forkNum, page);
+		bs->info.thresholdPages++;
+		done += n;
+	}
+}
+
+/* Rewrite the meta page (block 0) from bs->info. */
+static void
+BscanUpdateMeta(Relation index, ForkNumber forkNum, const BscanInfo *info)
+{
+	Buffer		buf = ReadBufferExtended(index, forkNum, BSCAN_METAPAGE_BLKNO, RBM_NORMAL, NULL);
+	GenericXLogState *state;
+	Page		page;
+
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+	BscanWriteMetaPage(page, info);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
+static void
+BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
+{
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	memset(bs, 0, sizeof(*bs));
+	bs->index = index;
+	bs->forkNum = forkNum;
+	bs->info.kind = BscanGetKind(index);
+	bs->info.metric = BscanGetMetric(index);
+	bs->info.quantizer = bs->info.kind == BSCAN_KIND_BIT ?
+		BSCAN_QUANTIZER_SIGN : BscanGetQuantizerOption(index);
+	bs->info.insertPage = InvalidBlockNumber;
+	bs->lastPage = InvalidBlockNumber;
+	if (typmod > 0)
+	{
+		if (typmod > BSCAN_MAX_DIM)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("binary_scan index supports at most %d dimensions, column has %d",
+							BSCAN_MAX_DIM, typmod)));
+		bs->info.dims = typmod;
+		bs->info.codeBytes = (typmod + 7) / 8;
+		bs->info.capacity = BscanCapacity(bs->info.codeBytes);
+	}
+	bs->tmpCtx = AllocSetContextCreate(CurrentMemoryContext, "binary_scan build tuple",
+									   ALLOCSET_DEFAULT_SIZES);
+	bs->page = palloc(BLCKSZ);
+	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
+}
+
+IndexBuildResult *
+bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
+{
+	BscanBuildState bs;
+	IndexBuildResult *result;
+	double		reltuples;
+	PGAlignedBlock metabuf;
+
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	BscanInitBuildState(&bs, index, MAIN_FORKNUM);
+
+	/* block 0: a placeholder meta page, rewritten at the end */
+	BscanWriteMetaPage((Page) metabuf.data, &bs.info);
+	BscanAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
+
+	if (bs.info.quantizer == BSCAN_QUANTIZER_MEAN)
+	{
+		table_index_build_scan(heap, index, indexInfo, true, true, BscanMeanCallback, &bs, NULL);
+		if (bs.nsummed > 0)
+			BscanWriteThresholds(&bs);
+		else
+			bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn from */
+	}
+
+	reltuples = table_index_build_scan(heap, index, indexInfo, true, true, BscanEncodeCallback, &bs, NULL);
+	BscanFlushPage(&bs);
+
+	bs.info.insertPage = bs.lastPage;
+	BscanUpdateMeta(index, MAIN_FORKNUM, &bs.info);
+
+	MemoryContextDelete(bs.tmpCtx);
+
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = reltuples;
+	result->index_tuples = bs.indtuples;
+	return result;
+}
+
+/* The init fork of an unlogged index: just a meta page, WAL-logged. */
+void
+bscanbuildempty(Relation index)
+{
+	BscanBuildState bs;
+	Buffer		buf;
+
+	BscanInitBuildState(&bs, index, INIT_FORKNUM);
+	bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn thresholds from */
+
+	buf = PgsNewBuffer(index, INIT_FORKNUM);
+	START_CRIT_SECTION();
+	BscanWriteMetaPage(BufferGetPage(buf), &bs.info);
+	MarkBufferDirty(buf);
+	log_newpage_buffer(buf, true);
+	END_CRIT_SECTION();
+	UnlockReleaseBuffer(buf);
+	MemoryContextDelete(bs.tmpCtx);
+}

@@ -1,0 +1,255 @@
+/*
+ * bscanutils.c — shared helpers of binary_scan: catalog look-ups, the meta
+ * page, and turning an indexed value into its binary code.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "utils/lsyscache.h"
+#include "utils/varbit.h"
+
+#include "bscan.h"
+#include "pgs_kernels.h"
+#include "pgvector_types.h"
+
+/*
+ * What the indexed column holds, from the opclass's support function 1
+ * (binary_scan_vector_support and friends return a BSCAN_KIND_* code).
+ */
+int
+BscanGetKind(Relation index)
+{
+	FmgrInfo   *proc = index_getprocinfo(index, 1, BSCAN_TYPEINFO_PROC);
+
+	return DatumGetInt32(FunctionCall1(proc, PointerGetDatum(NULL)));
+}
+
+/*
+ * The distance of the opclass, from the strategy number its ORDER BY
+ * operator was given (one ordering operator per opclass).
+ */
+int
+BscanGetMetric(Relation index)
+{
+	for (int s = BSCAN_L2_STRATEGY; s <= BSCAN_HAMMING_STRATEGY; s++)
+	{
+		if (OidIsValid(get_opfamily_member(index->rd_opfamily[0],
+										   index->rd_opcintype[0],
+										   index->rd_opcintype[0], s)))
+			return s;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+			 errmsg("binary_scan operator class of index \"%s\" has no ordering operator",
+					RelationGetRelationName(index))));
+	return 0;					/* keep compiler quiet */
+}
+
+int
+BscanGetQuantizerOption(Relation index)
+{
+	BscanOptions *opts = (BscanOptions *) index->rd_options;
+
+	return opts ? opts->quantizer : BSCAN_QUANTIZER_MEAN;
+}
+
+/* entries of codeBytes bytes (plus their heap TID) that fit in a data page */
+int
+BscanCapacity(int codeBytes)
+{
+	Size		usable = BLCKSZ - BSCAN_CODES_OFFSET - MAXALIGN(sizeof(BscanPageOpaqueData));
+
+	return (int) (usable / ((Size) codeBytes + sizeof(ItemPointerData)));
+}
+
+void
+BscanInitPage(Page page, uint16 kind)
+{
+	BscanPageOpaque opaque;
+
+	PageInit(page, BLCKSZ, sizeof(BscanPageOpaqueData));
+	opaque = BscanPageGetOpaque(page);
+	opaque->kind = kind;
+	opaque->count = 0;
+	opaque->unused = 0;
+}
+
+void
+BscanWriteMetaPage(Page page, const BscanInfo *info)
+{
+	BscanMetaPage meta;
+
+	BscanInitPage(page, BSCAN_PAGE_META);
+	meta = BscanPageGetMeta(page);
+	meta->magic = BSCAN_MAGIC;
+	meta->version = BSCAN_VERSION;
+	meta->kind = info->kind;
+	meta->metric = info->metric;
+	meta->quantizer = info->quantizer;
+	meta->dims = info->dims;
+	meta->codeBytes = info->codeBytes;
+	meta->capacity = info->capacity;
+	meta->thresholdPages = info->thresholdPages;
+	meta->insertPage = info->insertPage;
+	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(BscanMetaPageData)) - (char *) page;
+}
+
+/*
+ * Read the meta page (and, if asked, the thresholds) into *info.  The meta
+ * page is only share-locked for the copy: its fields other than insertPage
+ * and (once) dims never change after the build.
+ */
+void
+BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
+{
+	Buffer		buf = ReadBuffer(index, BSCAN_METAPAGE_BLKNO);
+	Page		page;
+	BscanMetaPage meta;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	meta = BscanPageGetMeta(page);
+	if (meta->magic != BSCAN_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" is not a binary_scan index",
+						RelationGetRelationName(index))));
+	if (meta->version != BSCAN_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("binary_scan index \"%s\" has version %u, expected %d; REINDEX it",
+						RelationGetRelationName(index), meta->version, BSCAN_VERSION)));
+	info->kind = meta->kind;
+	info->metric = meta->metric;
+	info->quantizer = meta->quantizer;
+	info->dims = meta->dims;
+	info->codeBytes = meta->codeBytes;
+	info->capacity = meta->capacity;
+	info->thresholdPages = meta->thresholdPages;
+	info->insertPage = meta->insertPage;
+	info->thresholds = NULL;
+	UnlockReleaseBuffer(buf);
+
+	if (withThresholds && info->thresholdPages > 0 && info->dims > 0)
+	{
+		int			done = 0;
+
+		info->thresholds = palloc(sizeof(float) * info->dims);
+		for (BlockNumber b = 1; b <= info->thresholdPages; b++)
+		{
+			int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, info->dims - done);
+
+			buf = ReadBuffer(index, b);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			if (BscanPageGetOpaque(page)->kind != BSCAN_PAGE_THRESHOLDS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("binary_scan index \"%s\" has a damaged threshold page %u",
+								RelationGetRelationName(index), b)));
+			memcpy(info->thresholds + done, PageGetContents(page), sizeof(float) * n);
+			UnlockReleaseBuffer(buf);
+			done += n;
+		}
+	}
+}
+
+void
+BscanCheckDims(int got, int expected)
+{
+	if (got != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("binary_scan index expects %d dimensions, got %d", expected, got)));
+}
+
+/* number of dimensions (bits for bit) of an indexed value */
+int
+BscanValueDims(Datum value, int kind)
+{
+	int			dims;
+
+	switch (kind)
+	{
+		case BSCAN_KIND_VECTOR:
+			dims = DatumGetPgvVector(value)->dim;
+			break;
+		case BSCAN_KIND_HALFVEC:
+			dims = DatumGetPgvHalfVector(value)->dim;
+			break;
+		default:
+			dims = VARBITLEN(DatumGetVarBitP(value));
+			break;
+	}
+	if (dims < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("binary_scan index cannot index an empty %s",
+						kind == BSCAN_KIND_BIT ? "bit string" : "vector")));
+	if (dims > BSCAN_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("binary_scan index supports at most %d dimensions, got %d",
+						BSCAN_MAX_DIM, dims)));
+	return dims;
+}
+
+/*
+ * Copy a vector or halfvec value into dims floats, normalized for cosine.
+ * Returns false for a zero vector under cosine (its distance is undefined).
+ */
+bool
+BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims)
+{
+	if (kind == BSCAN_KIND_VECTOR)
+	{
+		PgvVector  *v = DatumGetPgvVector(value);
+
+		BscanCheckDims(v->dim, dims);
+		memcpy(out, v->x, sizeof(float) * dims);
+	}
+	else
+	{
+		PgvHalfVector *v = DatumGetPgvHalfVector(value);
+
+		BscanCheckDims(v->dim, dims);
+		for (int i = 0; i < dims; i++)
+			out[i] = pgs_f16_to_f32(v->x[i]);
+	}
+
+	if (metric == BSCAN_COSINE_STRATEGY)
+	{
+		double		norm = 0;
+
+		for (int i = 0; i < dims; i++)
+			norm += (double) out[i] * out[i];
+		if (norm <= 0)
+			return false;
+		norm = sqrt(norm);
+		for (int i = 0; i < dims; i++)
+			out[i] = (float) (out[i] / norm);
+	}
+	return true;
+}
+
+/*
+ * The binary code of an indexed value: the bits themselves for bit columns,
+ * else x > threshold per dimension (after cosine normalization).  scratch
+ * holds dims floats.
+ */
+void
+BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch)
+{
+	if (info->kind == BSCAN_KIND_BIT)
+	{
+		VarBit	   *v = DatumGetVarBitP(value);
+
+		BscanCheckDims(VARBITLEN(v), info->dims);
+		memcpy(code, VARBITS(v), info->codeBytes);
+		return;
+	}
+	BscanValueToFloats(value, info->kind, info->metric, scratch, info->dims);
+	pgs_quantize_f32(scratch, info->thresholds, info->dims, code);
+}

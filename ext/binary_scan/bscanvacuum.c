@@ -1,0 +1,141 @@
+/*
+ * bscanvacuum.c — VACUUM support for binary_scan.
+ *
+ * bulkdelete visits every data page under an exclusive lock, asks the
+ * callback about each heap TID, and closes the holes by moving the page's
+ * last entries into them (order within and across pages does not matter to
+ * a scan, which orders by (distance, TID) itself).  Scans copy what they need
+ * from a page under a share lock and keep no position on it, so compaction
+ * cannot confuse them.  Emptied pages stay in place and are refilled only by
+ * REINDEX; the insert page keeps receiving rows.
+ */
+#include "postgres.h"
+
+#include "access/generic_xlog.h"
+#include "commands/vacuum.h"
+#include "miscadmin.h"
+
+#include "bscan.h"
+
+/* Remove dead entries from one data page; returns how many it removed. */
+static int
+BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callback,
+				void *callback_state, int *remaining)
+{
+	BscanPageOpaque opaque = BscanPageGetOpaque(page);
+	uint8	   *codes = BscanPageCodes(page);
+	ItemPointerData *tids = BscanPageTids(page, info->capacity, info->codeBytes);
+	int			n = opaque->count;
+	int			removed = 0;
+	int			i = 0;
+
+	while (i < n)
+	{
+		if (!callback(&tids[i], callback_state))
+		{
+			i++;
+			continue;
+		}
+		/* move the last entry into slot i and look at slot i again */
+		n--;
+		removed++;
+		if (i != n)
+		{
+			memcpy(codes + (Size) i * info->codeBytes, codes + (Size) n * info->codeBytes,
+				   info->codeBytes);
+			tids[i] = tids[n];
+		}
+		memset(codes + (Size) n * info->codeBytes, 0, info->codeBytes);
+		ItemPointerSetInvalid(&tids[n]);
+	}
+	opaque->count = n;
+	((PageHeader) page)->pd_lower =
+		BscanTidsOffset(info->capacity, info->codeBytes) + (Size) n * sizeof(ItemPointerData);
+	*remaining = n;
+	return removed;
+}
+
+IndexBulkDeleteResult *
+bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+				IndexBulkDeleteCallback callback, void *callback_state)
+{
+	Relation	index = info->index;
+	BscanInfo	binfo;
+	BlockNumber nblocks;
+
+	if (stats == NULL)
+		stats = palloc0(sizeof(IndexBulkDeleteResult));
+
+	BscanReadInfo(index, &binfo, false);
+	stats->num_index_tuples = 0;
+	if (binfo.dims == 0)
+		return stats;
+
+	nblocks = RelationGetNumberOfBlocks(index);
+	for (BlockNumber blkno = 1 + binfo.thresholdPages; blkno < nblocks; blkno++)
+	{
+		Buffer		buf;
+		Page		page;
+		GenericXLogState *state;
+		int			removed;
+		int			remaining;
+
+		PgsVacuumDelayPoint();
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(buf);
+		if (PageIsNew(page) || BscanPageGetOpaque(page)->kind != BSCAN_PAGE_DATA)
+		{
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		removed = BscanVacuumPage(page, &binfo, callback, callback_state, &remaining);
+		if (removed > 0)
+			GenericXLogFinish(state);
+		else
+			GenericXLogAbort(state);
+		UnlockReleaseBuffer(buf);
+
+		stats->tuples_removed += removed;
+		stats->num_index_tuples += remaining;
+	}
+	stats->num_pages = nblocks;
+	return stats;
+}
+
+IndexBulkDeleteResult *
+bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
+{
+	Relation	index = info->index;
+
+	if (info->analyze_only)
+		return stats;
+
+	/* no bulkdelete pass ran: count the entries ourselves */
+	if (stats == NULL)
+	{
+		BscanInfo	binfo;
+		BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+
+		stats = palloc0(sizeof(IndexBulkDeleteResult));
+		BscanReadInfo(index, &binfo, false);
+		for (BlockNumber blkno = 1 + binfo.thresholdPages; blkno < nblocks; blkno++)
+		{
+			Buffer		buf;
+			Page		page;
+
+			PgsVacuumDelayPoint();
+			buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			if (!PageIsNew(page) && BscanPageGetOpaque(page)->kind == BSCAN_PAGE_DATA)
+				stats->num_index_tuples += BscanPageGetOpaque(page)->count;
+			UnlockReleaseBuffer(buf);
+		}
+	}
+	stats->num_pages = RelationGetNumberOfBlocks(index);
+	return stats;
+}

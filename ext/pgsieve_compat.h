@@ -1,0 +1,60 @@
+/*
+ * pgsieve_compat.h — every PostgreSQL-version guard in one place.
+ *
+ * pgsieve compiles against PostgreSQL 15 through 18.  Code elsewhere calls
+ * the helpers below instead of testing PG_VERSION_NUM itself.
+ */
+#ifndef PGSIEVE_COMPAT_H
+#define PGSIEVE_COMPAT_H
+
+#include "postgres.h"
+
+#include "storage/bufmgr.h"
+#include "utils/rel.h"
+
+#if PG_VERSION_NUM < 150000
+#error "pgsieve requires PostgreSQL 15 or later"
+#endif
+
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+/*
+ * Add a new, zero-filled, exclusively locked page at the end of a fork.
+ * PG 16 replaced P_NEW with ExtendBufferedRel, which takes the relation
+ * extension lock itself.
+ */
+static inline Buffer
+PgsNewBuffer(Relation index, ForkNumber forkNum)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExtendBufferedRel(BMR_REL(index), forkNum, NULL, EB_LOCK_FIRST);
+#else
+	Buffer		buf;
+	bool		unlock = !RELATION_IS_LOCAL(index);
+
+	if (unlock)
+		LockRelationForExtension(index, ExclusiveLock);
+	buf = ReadBufferExtended(index, forkNum, P_NEW, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	if (unlock)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	return buf;
+#endif
+}
+
+/* PG 18 gave vacuum_delay_point an is_analyze argument */
+#if PG_VERSION_NUM >= 180000
+#define PgsVacuumDelayPoint() vacuum_delay_point(false)
+#else
+#define PgsVacuumDelayPoint() vacuum_delay_point()
+#endif
+
+#if PG_VERSION_NUM >= 180000
+#define PGS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pgsieve", .version = "0.1.0")
+#else
+#define PGS_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+#endif							/* PGSIEVE_COMPAT_H */

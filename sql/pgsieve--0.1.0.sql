@@ -1,0 +1,102 @@
+-- pgsieve 0.1.0 — binary vectors and the binary_scan index access method.
+-- Secure-script rules: no OR REPLACE / IF NOT EXISTS; pgvector's types and
+-- operators resolve through the schemas CREATE EXTENSION puts on the path.
+
+\echo Use "CREATE EXTENSION pgsieve" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- kernels
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION pgsieve_kernel_level() RETURNS text
+	AS 'MODULE_PATHNAME', 'pgsieve_kernel_level' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION pgsieve_kernel_level() IS
+	'SIMD level the shared kernels dispatched to on this CPU: scalar, popcnt, avx2 or avx512';
+
+-- ---------------------------------------------------------------------------
+-- bit functions (pgvector owns the <~> and <%> operators on bit)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION hamming(bit, bit) RETURNS integer
+	AS 'MODULE_PATHNAME', 'pgsieve_hamming' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION hamming(bit, bit) IS 'Hamming distance of two bit strings of equal length (SIMD)';
+
+CREATE FUNCTION jaccard(bit, bit) RETURNS float8
+	AS 'MODULE_PATHNAME', 'pgsieve_jaccard' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION jaccard(bit, bit) IS 'Jaccard distance of two bit strings of equal length (SIMD)';
+
+CREATE FUNCTION bit_quantize(vector) RETURNS bit
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_quantize_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_quantize(halfvec) RETURNS bit
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_quantize_halfvec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_quantize(vector, real[]) RETURNS bit
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_quantize_vector_t' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_quantize(halfvec, real[]) RETURNS bit
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_quantize_halfvec_t' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bit_quantize(vector) IS 'Sign quantization: bit i = x_i > 0 (numpy packbits order, as pgvector binary_quantize)';
+COMMENT ON FUNCTION bit_quantize(vector, real[]) IS 'Threshold quantization: bit i = x_i > t_i';
+
+CREATE FUNCTION bit_thresholds_accum(float8[], vector) RETURNS float8[]
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_thresholds_accum' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_thresholds_accum(float8[], halfvec) RETURNS float8[]
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_thresholds_accum_half' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_thresholds_combine(float8[], float8[]) RETURNS float8[]
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_thresholds_combine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_thresholds_final(float8[]) RETURNS real[]
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_thresholds_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE bit_thresholds(vector) (
+	SFUNC = bit_thresholds_accum, STYPE = float8[], FINALFUNC = bit_thresholds_final,
+	COMBINEFUNC = bit_thresholds_combine, INITCOND = '{0}', PARALLEL = SAFE);
+CREATE AGGREGATE bit_thresholds(halfvec) (
+	SFUNC = bit_thresholds_accum, STYPE = float8[], FINALFUNC = bit_thresholds_final,
+	COMBINEFUNC = bit_thresholds_combine, INITCOND = '{0}', PARALLEL = SAFE);
+COMMENT ON AGGREGATE bit_thresholds(vector) IS 'Per-dimension means, the thresholds of mean binary quantization';
+
+CREATE FUNCTION bit_ip(vector, bit) RETURNS float8
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_ip_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bit_ip(halfvec, bit) RETURNS float8
+	AS 'MODULE_PATHNAME', 'pgsieve_bit_ip_halfvec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bit_ip(vector, bit) IS 'Asymmetric score of a float query against a binary code: sum q_i * (2 b_i - 1)';
+
+-- ---------------------------------------------------------------------------
+-- binary_scan index access method
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION binary_scan_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME', 'binary_scan_handler' LANGUAGE C;
+CREATE ACCESS METHOD binary_scan TYPE INDEX HANDLER binary_scan_handler;
+COMMENT ON ACCESS METHOD binary_scan IS
+	'SIMD Hamming scan over packed binary codes, exact re-rank of the best candidates, rows in exact distance order';
+
+CREATE FUNCTION binary_scan_vector_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'binary_scan_vector_support' LANGUAGE C;
+CREATE FUNCTION binary_scan_halfvec_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'binary_scan_halfvec_support' LANGUAGE C;
+CREATE FUNCTION binary_scan_bit_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'binary_scan_bit_support' LANGUAGE C;
+
+-- strategy numbers name the distance: 1 L2, 2 negative inner product, 3 cosine, 4 Hamming
+CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING binary_scan AS
+	OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_vector_support(internal);
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING binary_scan AS
+	OPERATOR 2 <#> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_vector_support(internal);
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING binary_scan AS
+	OPERATOR 3 <=> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_vector_support(internal);
+
+CREATE OPERATOR CLASS halfvec_l2_ops DEFAULT FOR TYPE halfvec USING binary_scan AS
+	OPERATOR 1 <-> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_halfvec_support(internal);
+CREATE OPERATOR CLASS halfvec_ip_ops FOR TYPE halfvec USING binary_scan AS
+	OPERATOR 2 <#> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_halfvec_support(internal);
+CREATE OPERATOR CLASS halfvec_cosine_ops FOR TYPE halfvec USING binary_scan AS
+	OPERATOR 3 <=> (halfvec, halfvec) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_halfvec_support(internal);
+
+CREATE OPERATOR CLASS bit_hamming_ops DEFAULT FOR TYPE bit USING binary_scan AS
+	OPERATOR 4 <~> (bit, bit) FOR ORDER BY float_ops,
+	FUNCTION 1 binary_scan_bit_support(internal);
