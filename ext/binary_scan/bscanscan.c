@@ -20,8 +20,9 @@
  *
  * Selection keeps at most 2R candidates: when the buffer fills, a histogram
  * of the (small integer) distances gives the R-th smallest distance, which
- * becomes the acceptance bound, so almost every code is rejected by a single
- * comparison after the first few pages.  Memory is O(R + dims), whatever the
+ * becomes the acceptance bound.  The fused kernel pgs_hamming_filter drops
+ * codes beyond the bound while still in SIMD registers, so after the first
+ * few pages almost nothing leaves the kernel.  Memory is O(R + dims), whatever the
  * table size.
  */
 #include "postgres.h"
@@ -80,7 +81,8 @@ typedef struct BscanScanOpaqueData
 	int			ncands;
 	int			candCap;
 	uint32	   *hist;
-	uint32	   *dists;
+	uint32	   *dists;			/* per page: distances of the codes the kernel kept */
+	uint32	   *keptIdx;		/* ... and their positions on the page */
 
 	/* the current batch, in return order */
 	BscanResult *results;
@@ -214,6 +216,7 @@ BscanStartScan(IndexScanDesc scan)
 
 	capacityPerPage = Max(info->capacity, 1);
 	so->dists = palloc(sizeof(uint32) * capacityPerPage);
+	so->keptIdx = palloc(sizeof(uint32) * capacityPerPage);
 	so->hist = palloc(sizeof(uint32) * (info->dims + 1));
 
 	/*
@@ -301,6 +304,7 @@ BscanGather(IndexScanDesc scan, int R)
 		BscanPageOpaque opaque;
 		ItemPointerData *tids;
 		int			n;
+		size_t		nkept;
 
 		CHECK_FOR_INTERRUPTS();
 		buf = ReadBuffer(index, blkno);
@@ -314,22 +318,24 @@ BscanGather(IndexScanDesc scan, int R)
 		}
 		n = opaque->count;
 		tids = BscanPageTids(page, info->capacity, info->codeBytes);
-		pgs_hamming_batch(so->qcode, BscanPageCodes(page), info->codeBytes, info->codeBytes,
-						  n, so->dists);
+		nkept = pgs_hamming_filter(so->qcode, BscanPageCodes(page), info->codeBytes,
+								   info->codeBytes, n, boundDist, so->keptIdx, so->dists);
 
-		for (int i = 0; i < n; i++)
+		/* the bound may have tightened within the page: check again */
+		for (size_t j = 0; j < nkept; j++)
 		{
-			uint32		d = so->dists[i];
+			uint32		d = so->dists[j];
+			ItemPointer tid = &tids[so->keptIdx[j]];
 
 			if (d > boundDist)
 				continue;
 			if (haveLower && d <= lowerDist &&
-				(d < lowerDist || ItemPointerCompare(&tids[i], &lowerTid) <= 0))
+				(d < lowerDist || ItemPointerCompare(tid, &lowerTid) <= 0))
 				continue;
-			if (d == boundDist && ItemPointerCompare(&tids[i], &boundTid) > 0)
+			if (d == boundDist && ItemPointerCompare(tid, &boundTid) > 0)
 				continue;
 			so->cands[so->ncands].dist = d;
-			so->cands[so->ncands].tid = tids[i];
+			so->cands[so->ncands].tid = *tid;
 			if (++so->ncands == so->candCap)
 				BscanCompact(so, R, &boundDist, &boundTid);
 		}

@@ -98,17 +98,41 @@ and_or_##SUFFIX(const uint8_t *a, const uint8_t *b, size_t nbytes, \
 	*or_count = co; \
 } \
 /* fixed-width batch: W words, the query held in registers */ \
-ATTR static inline void \
+ATTR static inline __attribute__((always_inline)) void \
 hamming_batch_w_##SUFFIX(const uint8_t *q, const uint8_t *codes, size_t W, \
 						 size_t stride, size_t n, uint32_t *out) \
 { \
 	uint64_t	qw[16]; \
 	for (size_t w = 0; w < W; w++) \
 		qw[w] = load_u64(q + 8 * w); \
-	for (size_t i = 0; i < n; i++) \
+	/* two codes per iteration and two accumulators each: independent chains */ \
+	size_t		i = 0; \
+	for (; i + 2 <= n; i += 2) \
+	{ \
+		const uint8_t *c0 = codes + i * stride; \
+		const uint8_t *c1 = c0 + stride; \
+		uint64_t	a0 = 0, a1 = 0, b0 = 0, b1 = 0; \
+		_Pragma("GCC unroll 16") \
+		for (size_t w = 0; w + 2 <= W; w += 2) \
+		{ \
+			a0 += POPC(qw[w] ^ load_u64(c0 + 8 * w)); \
+			a1 += POPC(qw[w + 1] ^ load_u64(c0 + 8 * w + 8)); \
+			b0 += POPC(qw[w] ^ load_u64(c1 + 8 * w)); \
+			b1 += POPC(qw[w + 1] ^ load_u64(c1 + 8 * w + 8)); \
+		} \
+		if (W & 1) \
+		{ \
+			a0 += POPC(qw[W - 1] ^ load_u64(c0 + 8 * (W - 1))); \
+			b0 += POPC(qw[W - 1] ^ load_u64(c1 + 8 * (W - 1))); \
+		} \
+		out[i] = (uint32_t) (a0 + a1); \
+		out[i + 1] = (uint32_t) (b0 + b1); \
+	} \
+	for (; i < n; i++) \
 	{ \
 		const uint8_t *c = codes + i * stride; \
 		uint64_t	d = 0; \
+		_Pragma("GCC unroll 16") \
 		for (size_t w = 0; w < W; w++) \
 			d += POPC(qw[w] ^ load_u64(c + 8 * w)); \
 		out[i] = (uint32_t) d; \
@@ -619,7 +643,7 @@ hamming_batch_avx2(const uint8_t *q, const uint8_t *codes, size_t nbytes,
 }
 
 /* ---- AVX-512 VPOPCNTDQ: one vpopcntq per 512 bits ---- */
-#define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vpopcntdq,avx2,fma,f16c,popcnt")))
+#define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,fma,f16c,popcnt")))
 
 AVX512_ATTR static uint64_t
 hamming_avx512(const uint8_t *a, const uint8_t *b, size_t nbytes)
@@ -661,17 +685,75 @@ popcount_avx512(const uint8_t *a, size_t nbytes)
 	return (uint64_t) _mm512_reduce_add_epi64(acc);
 }
 
+/* per-code popcount vector of (q ^ code) over up to 4 zmm chunks */
+AVX512_ATTR static inline __m512i
+xor_popcnt_chunks(const __m512i *qz, const __mmask64 *masks, int nchunks, const uint8_t *c)
+{
+	__m512i		acc = _mm512_popcnt_epi64(_mm512_xor_si512(qz[0], _mm512_maskz_loadu_epi8(masks[0], c)));
+
+	for (int k = 1; k < nchunks; k++)
+		acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(
+			_mm512_xor_si512(qz[k], _mm512_maskz_loadu_epi8(masks[k], c + 64 * k))));
+	return acc;
+}
+
+/* the eight lane sums of v0..v7, as 8 x u64 in order, by a transpose-add tree */
+AVX512_ATTR static inline __m512i
+sum8_lanes(__m512i v0, __m512i v1, __m512i v2, __m512i v3,
+		   __m512i v4, __m512i v5, __m512i v6, __m512i v7)
+{
+	__m512i		t01 = _mm512_add_epi64(_mm512_unpacklo_epi64(v0, v1), _mm512_unpackhi_epi64(v0, v1));
+	__m512i		t23 = _mm512_add_epi64(_mm512_unpacklo_epi64(v2, v3), _mm512_unpackhi_epi64(v2, v3));
+	__m512i		t45 = _mm512_add_epi64(_mm512_unpacklo_epi64(v4, v5), _mm512_unpackhi_epi64(v4, v5));
+	__m512i		t67 = _mm512_add_epi64(_mm512_unpacklo_epi64(v6, v7), _mm512_unpackhi_epi64(v6, v7));
+	__m512i		s0 = _mm512_add_epi64(_mm512_shuffle_i64x2(t01, t23, 0x88), _mm512_shuffle_i64x2(t01, t23, 0xDD));
+	__m512i		s1 = _mm512_add_epi64(_mm512_shuffle_i64x2(t45, t67, 0x88), _mm512_shuffle_i64x2(t45, t67, 0xDD));
+
+	return _mm512_add_epi64(_mm512_shuffle_i64x2(s0, s1, 0x88), _mm512_shuffle_i64x2(s0, s1, 0xDD));
+}
+
+/*
+ * Codes of up to 256 bytes: one masked zmm load per 64 bytes of each code,
+ * eight codes at a time, their per-lane counts reduced together so the
+ * horizontal sums cost a few shuffles per eight codes.
+ */
 AVX512_ATTR static void
 hamming_batch_avx512(const uint8_t *q, const uint8_t *codes, size_t nbytes,
 					 size_t stride, size_t n, uint32_t *out)
 {
-	/* below two zmm words the scalar POPCNT loop with the query in registers wins */
-	if (nbytes <= 128)
+	__m512i		qz[4];
+	__mmask64	masks[4];
+	int			nchunks = (int) ((nbytes + 63) / 64);
+	size_t		i = 0;
+
+	if (nbytes > 256)
 	{
-		hamming_batch_popcnt(q, codes, nbytes, stride, n, out);
+		for (; i < n; i++)
+			out[i] = (uint32_t) hamming_avx512(q, codes + i * stride, nbytes);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (int k = 0; k < nchunks; k++)
+	{
+		size_t		len = nbytes - 64 * (size_t) k;
+
+		masks[k] = len >= 64 ? ~(__mmask64) 0 : (((__mmask64) 1 << len) - 1);
+		qz[k] = _mm512_maskz_loadu_epi8(masks[k], q + 64 * k);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		const uint8_t *c = codes + i * stride;
+		__m512i		sums = sum8_lanes(xor_popcnt_chunks(qz, masks, nchunks, c),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 2 * stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 3 * stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 4 * stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 5 * stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 6 * stride),
+									  xor_popcnt_chunks(qz, masks, nchunks, c + 7 * stride));
+
+		_mm256_storeu_si256((__m256i *) (out + i), _mm512_cvtepi64_epi32(sums));
+	}
+	for (; i < n; i++)
 		out[i] = (uint32_t) hamming_avx512(q, codes + i * stride, nbytes);
 }
 
@@ -711,7 +793,7 @@ detect_level(void)
 	if (!(ebx & bit_AVX2))
 		return level;
 	level = PGS_LEVEL_AVX2;
-	if (avx512_os && (ebx & bit_AVX512F) && (ebx & bit_AVX512BW) &&
+	if (avx512_os && (ebx & bit_AVX512F) && (ebx & bit_AVX512BW) && (ebx & bit_AVX512VL) &&
 		(ecx & bit_AVX512VPOPCNTDQ))
 		level = PGS_LEVEL_AVX512;
 	return level;
@@ -727,6 +809,94 @@ detect_level(void)
 
 #endif							/* PGS_X86 */
 
+/* ===================== fused filter ===================== */
+
+/*
+ * Portable fused filter: distances in blocks of 64 through the level's batch
+ * kernel, then a branch-free compaction.
+ */
+static size_t
+hamming_filter_generic(void (*batch) (const uint8_t *, const uint8_t *, size_t, size_t, size_t, uint32_t *),
+					   const uint8_t *q, const uint8_t *codes, size_t nbytes, size_t stride,
+					   size_t n, uint32_t bound, uint32_t *idx_out, uint32_t *dist_out)
+{
+	uint32_t	d[64];
+	size_t		k = 0;
+
+	for (size_t base = 0; base < n; base += 64)
+	{
+		size_t		m = n - base < 64 ? n - base : 64;
+
+		batch(q, codes + base * stride, nbytes, stride, m, d);
+		for (size_t j = 0; j < m; j++)
+		{
+			idx_out[k] = (uint32_t) (base + j);
+			dist_out[k] = d[j];
+			k += d[j] <= bound;
+		}
+	}
+	return k;
+}
+
+#ifdef PGS_X86
+/* AVX-512: eight distances per step, compared and compress-stored in registers */
+AVX512_ATTR static size_t
+hamming_filter_avx512(const uint8_t *q, const uint8_t *codes, size_t nbytes, size_t stride,
+					  size_t n, uint32_t bound, uint32_t *idx_out, uint32_t *dist_out)
+{
+	__m512i		qz[4];
+	__mmask64	masks[4];
+	int			nchunks = (int) ((nbytes + 63) / 64);
+	__m256i		boundv = _mm256_set1_epi32((int) bound);
+	__m256i		idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	const __m256i eight = _mm256_set1_epi32(8);
+	size_t		i = 0;
+	size_t		k = 0;
+
+	if (nbytes > 256)
+		return hamming_filter_generic(hamming_batch_avx512, q, codes, nbytes, stride, n, bound,
+									  idx_out, dist_out);
+	for (int c = 0; c < nchunks; c++)
+	{
+		size_t		len = nbytes - 64 * (size_t) c;
+
+		masks[c] = len >= 64 ? ~(__mmask64) 0 : (((__mmask64) 1 << len) - 1);
+		qz[c] = _mm512_maskz_loadu_epi8(masks[c], q + 64 * c);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		const uint8_t *c = codes + i * stride;
+		__m256i		d = _mm512_cvtepi64_epi32(
+			sum8_lanes(xor_popcnt_chunks(qz, masks, nchunks, c),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 2 * stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 3 * stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 4 * stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 5 * stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 6 * stride),
+					   xor_popcnt_chunks(qz, masks, nchunks, c + 7 * stride)));
+		__mmask8	keep = _mm256_cmple_epu32_mask(d, boundv);
+
+		if (keep)
+		{
+			_mm256_mask_compressstoreu_epi32(dist_out + k, keep, d);
+			_mm256_mask_compressstoreu_epi32(idx_out + k, keep, idx);
+			k += (size_t) __builtin_popcount((unsigned) keep);
+		}
+		idx = _mm256_add_epi32(idx, eight);
+	}
+	for (; i < n; i++)
+	{
+		uint32_t	d = (uint32_t) hamming_avx512(q, codes + i * stride, nbytes);
+
+		idx_out[k] = (uint32_t) i;
+		dist_out[k] = d;
+		k += d <= bound;
+	}
+	return k;
+}
+#endif
+
 /* ===================== dispatch ===================== */
 
 typedef struct PgsDispatch
@@ -735,6 +905,8 @@ typedef struct PgsDispatch
 	uint64_t	(*hamming) (const uint8_t *, const uint8_t *, size_t);
 	void		(*and_or) (const uint8_t *, const uint8_t *, size_t, uint64_t *, uint64_t *);
 	void		(*hamming_batch) (const uint8_t *, const uint8_t *, size_t, size_t, size_t, uint32_t *);
+	size_t		(*hamming_filter) (const uint8_t *, const uint8_t *, size_t, size_t, size_t, uint32_t,
+								   uint32_t *, uint32_t *);
 	float		(*dot_f32) (const float *, const float *, size_t);
 	float		(*l2sq_f32) (const float *, const float *, size_t);
 	void		(*cosine_f32) (const float *, const float *, size_t, float *, float *, float *);
@@ -762,6 +934,7 @@ set_table(int level)
 	K.l2sq_f16 = l2sq_f16_scalar;
 	K.cosine_f16 = cosine_parts_f16_scalar;
 	K.dot_i8 = dot_i8_scalar;
+	K.hamming_filter = NULL;	/* generic over the level's batch kernel */
 #ifdef PGS_X86
 	if (level >= PGS_LEVEL_POPCNT)
 	{
@@ -788,6 +961,7 @@ set_table(int level)
 		K.popcount = popcount_avx512;
 		K.hamming = hamming_avx512;
 		K.hamming_batch = hamming_batch_avx512;
+		K.hamming_filter = hamming_filter_avx512;
 	}
 #endif
 	cur_level = level;
@@ -876,6 +1050,17 @@ pgs_hamming_batch(const uint8_t *q, const uint8_t *codes, size_t nbytes,
 {
 	ENSURE_INIT();
 	K.hamming_batch(q, codes, nbytes, stride, n, out);
+}
+
+size_t
+pgs_hamming_filter(const uint8_t *q, const uint8_t *codes, size_t nbytes, size_t stride,
+				   size_t n, uint32_t bound, uint32_t *idx_out, uint32_t *dist_out)
+{
+	ENSURE_INIT();
+	if (K.hamming_filter)
+		return K.hamming_filter(q, codes, nbytes, stride, n, bound, idx_out, dist_out);
+	return hamming_filter_generic(K.hamming_batch, q, codes, nbytes, stride, n, bound,
+								  idx_out, dist_out);
 }
 
 float

@@ -64,6 +64,16 @@ void		pgs_and_or_count(const uint8_t *a, const uint8_t *b, size_t nbytes,
 void		pgs_hamming_batch(const uint8_t *q, const uint8_t *codes, size_t nbytes,
 							  size_t stride, size_t n, uint32_t *out);
 
+/*
+ * Fused scan step: Hamming distance of q against n codes (as in
+ * pgs_hamming_batch), keeping only those with distance <= bound.  Writes the
+ * kept codes' indices and distances, in index order, and returns how many.
+ * idx_out and dist_out must have room for n entries.
+ */
+size_t		pgs_hamming_filter(const uint8_t *q, const uint8_t *codes, size_t nbytes,
+							   size_t stride, size_t n, uint32_t bound,
+							   uint32_t *idx_out, uint32_t *dist_out);
+
 /* ---- quantizers ------------------------------------------------------------ */
 
 /*
