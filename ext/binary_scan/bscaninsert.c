@@ -58,10 +58,10 @@ BscanInsertCode(Relation index, BscanInfo *info, const uint8 *code, ItemPointer 
 	Buffer		metabuf = ReadBuffer(index, BSCAN_METAPAGE_BLKNO);
 	Buffer		buf = InvalidBuffer;
 	GenericXLogState *state;
-	Page		metapage;
 	Page		page;
 	BscanMetaPage meta;
 	bool		newPage = false;
+	bool		updateMeta;
 
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	meta = BscanPageGetMeta(BufferGetPage(metabuf));
@@ -91,21 +91,25 @@ BscanInsertCode(Relation index, BscanInfo *info, const uint8 *code, ItemPointer 
 		newPage = true;
 	}
 
+	/* the meta page changes only when a page is added or the dims get fixed */
+	updateMeta = newPage || meta->dims == 0;
 	state = GenericXLogStart(index);
-	metapage = GenericXLogRegisterBuffer(state, metabuf, 0);
 	page = GenericXLogRegisterBuffer(state, buf, newPage ? GENERIC_XLOG_FULL_IMAGE : 0);
 	if (newPage)
 		BscanInitPage(page, BSCAN_PAGE_DATA);
 	BscanPageAdd(page, info, code, tid);
 
-	meta = BscanPageGetMeta(metapage);
-	if (meta->dims == 0)
+	if (updateMeta)
 	{
-		meta->dims = info->dims;
-		meta->codeBytes = info->codeBytes;
-		meta->capacity = info->capacity;
+		meta = BscanPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+		if (meta->dims == 0)
+		{
+			meta->dims = info->dims;
+			meta->codeBytes = info->codeBytes;
+			meta->capacity = info->capacity;
+		}
+		meta->insertPage = BufferGetBlockNumber(buf);
 	}
-	meta->insertPage = BufferGetBlockNumber(buf);
 	GenericXLogFinish(state);
 
 	UnlockReleaseBuffer(buf);
