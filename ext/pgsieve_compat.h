@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/rel.h"
 
 #if PG_VERSION_NUM < 150000

@@ -103,10 +103,10 @@ hamming_batch_w_##SUFFIX(const uint8_t *q, const uint8_t *codes, size_t W, \
 						 size_t stride, size_t n, uint32_t *out) \
 { \
 	uint64_t	qw[16]; \
+	size_t		i = 0; \
 	for (size_t w = 0; w < W; w++) \
 		qw[w] = load_u64(q + 8 * w); \
 	/* two codes per iteration and two accumulators each: independent chains */ \
-	size_t		i = 0; \
 	for (; i + 2 <= n; i += 2) \
 	{ \
 		const uint8_t *c0 = codes + i * stride; \

@@ -1,0 +1,1 @@
+"""pgsieve benchmark harness (see BENCHMARKS.md; entry point: ``python bench/run.py``)."""

@@ -1,0 +1,19 @@
+"""Benchmark suites: name -> function(ctx) returning JSON rows. Later suites (sparse, multivector) plug in here."""
+from __future__ import annotations
+
+from typing import Callable
+
+
+def _binary(ctx):
+    from . import binary
+    return binary.run(ctx)
+
+
+SUITES: dict[str, Callable] = {
+    "binary": _binary,
+}
+
+# systems each suite knows (for --systems validation and --help)
+SYSTEMS: dict[str, list[str]] = {
+    "binary": ["seqscan", "pgsieve", "pgsieve_sign", "faiss_binary_flat", "pgvector_hnsw", "pgvector_hnsw_bit"],
+}

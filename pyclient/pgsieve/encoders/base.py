@@ -1,0 +1,60 @@
+"""The encoder interface every pgsieve ingest/search path accepts.
+
+It mirrors sentence-transformers' ``encode_query`` / ``encode_document``
+split (queries and documents may get different prompts or models) in the
+plural form used by FlagEmbedding (``encode_queries``), so that any object
+with these members — ours, or a thin wrapper around someone else's model —
+can be passed to ``pgsieve.ingest`` and ``pgsieve.search``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Encoder", "check_texts"]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A dense text encoder: texts in, float32 ``(n, dim)`` arrays out."""
+
+    @property
+    def dim(self) -> int:
+        """Embedding width (the ``vector(dim)`` column size)."""
+        ...
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass."""
+        ...
+
+    @property
+    def device(self) -> str:
+        """Where the model runs, e.g. ``"cpu"`` or ``"cuda:0"``."""
+        ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed search queries; returns float32 ``(len(texts), dim)``."""
+        ...
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents/passages; returns float32 ``(len(texts), dim)``."""
+        ...
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Validate an encoder input batch.
+
+    A bare ``str`` is rejected rather than iterated character by character,
+    the most common way to get silently wrong embeddings.
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("expected a sequence of strings, got a single string; wrap it in a list")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return out

@@ -1,0 +1,213 @@
+"""Load passages and their embeddings into a pgvector table with binary COPY.
+
+Binary COPY is the fastest way to get vectors into PostgreSQL from Python:
+pgvector-python's binary dumper writes ``vector`` in its wire format, and
+``copy.set_types`` makes psycopg pick the right dumper per column (binary
+COPY does no casts, so an untyped int would arrive as int2 and be rejected).
+
+The pipeline is two small steps so that a later version can overlap them
+(encode batch *i+1* in a worker while batch *i* is being copied):
+
+    for rows, embeddings in _encoded_batches(...):   # CPU/GPU bound
+        _copy_batch(cur, table, rows, embeddings)      # I/O bound
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional, Protocol
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from .adapters import register_pgsieve
+from .encoders.base import Encoder
+
+__all__ = [
+    "PassageLike",
+    "OPCLASSES",
+    "QUANTIZERS",
+    "table_identifier",
+    "document_text",
+    "create_corpus_table",
+    "ingest_passages",
+    "create_binary_index",
+]
+
+#: operator classes binary_scan accepts, by column type
+OPCLASSES: tuple[str, ...] = (
+    "vector_cosine_ops", "vector_ip_ops", "vector_l2_ops",
+    "halfvec_cosine_ops", "halfvec_ip_ops", "halfvec_l2_ops",
+    "bit_hamming_ops",
+)
+QUANTIZERS: tuple[str, ...] = ("mean", "sign")
+COLUMNS: tuple[str, ...] = ("id", "doc_id", "title", "body", "emb")
+COPY_TYPES: tuple[str, ...] = ("int8", "text", "text", "text", "vector")
+
+
+class PassageLike(Protocol):
+    """What ingest needs from a passage (``pgsieve.corpus.Passage`` fits)."""
+
+    @property
+    def pid(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def table_identifier(table: str) -> sql.Composable:
+    """``"schema"."table"`` from ``schema.table`` or ``table``, safely quoted."""
+    if not isinstance(table, str) or not table.strip():
+        raise ValueError(f"table must be a non-empty name, got {table!r}")
+    parts = table.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(f"table must be 'name' or 'schema.name', got {table!r}")
+    return sql.Identifier(*parts)
+
+
+def document_text(p: PassageLike) -> str:
+    """Text the encoder sees for a passage: its title, then its body.
+
+    The title (e.g. ``open(2)``) gives short passages such as RETURN VALUE
+    the context they lack on their own.
+    """
+    return f"{p.title}: {p.text}" if p.title else p.text
+
+
+def create_corpus_table(conn: psycopg.Connection[Any], table: str, dim: int, *,
+                        drop: bool = False) -> None:
+    """Create ``table(id bigint primary key, doc_id text, title text, body text, emb vector(dim))``."""
+    if not isinstance(dim, int) or not 1 <= dim <= 16000:
+        raise ValueError(f"dim must be an int in 1..16000 (pgvector's limit), got {dim!r}")
+    ident = table_identifier(table)
+    with conn.transaction():
+        if drop:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id bigint PRIMARY KEY, doc_id text, title text, "
+            "body text, emb vector({}))").format(ident, sql.Literal(dim)))
+
+
+def _ensure_vector_adapters(conn: psycopg.Connection[Any]) -> None:
+    """COPY's set_types('vector') needs the type registered on this connection."""
+    if conn.adapters.types.get("vector") is None:
+        register_pgsieve(conn, require_extension=False)
+
+
+def _next_id(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) + 1 FROM {}").format(
+        table_identifier(table))).fetchone()
+    return int(row[0])
+
+
+def _check_embeddings(emb: np.ndarray, n: int, dim: Optional[int]) -> np.ndarray:
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(f"embeddings must have shape ({n}, dim), got {emb.shape}")
+    if dim is not None and emb.shape[1] != dim:
+        raise ValueError(f"embeddings have {emb.shape[1]} dimensions, encoder says {dim}")
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings contain NaN or Inf")
+    return emb.astype(np.float32, copy=False)
+
+
+def _encoded_batches(passages: Sequence[PassageLike], encoder: Optional[Encoder],
+                     embeddings: Optional[np.ndarray], batch_size: int,
+                     text_fn: Callable[[PassageLike], str]
+                     ) -> Iterator[tuple[Sequence[PassageLike], np.ndarray]]:
+    """Yield (passages, float32 embeddings) batches, encoding on the fly if needed."""
+    for start in range(0, len(passages), batch_size):
+        chunk = passages[start:start + batch_size]
+        if embeddings is not None:
+            yield chunk, embeddings[start:start + batch_size]
+        else:
+            assert encoder is not None
+            emb = encoder.encode_documents([text_fn(p) for p in chunk])
+            yield chunk, _check_embeddings(emb, len(chunk), encoder.dim)
+
+
+def _copy_batch(cur: psycopg.Cursor[Any], table: str, first_id: int,
+                chunk: Sequence[PassageLike], emb: np.ndarray) -> None:
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        table_identifier(table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+    with cur.copy(stmt) as copy:
+        copy.set_types(list(COPY_TYPES))
+        for k, (p, vec) in enumerate(zip(chunk, emb)):
+            copy.write_row((first_id + k, p.pid, p.title, p.text, vec))
+
+
+def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequence[PassageLike],
+                    encoder: Optional[Encoder] = None, batch_size: int = 256, progress: bool = True,
+                    *, embeddings: Optional[np.ndarray] = None, create: bool = True,
+                    text_fn: Callable[[PassageLike], str] = document_text) -> int:
+    """Encode ``passages`` (or take precomputed ``embeddings``) and COPY them into ``table``.
+
+    Ids continue after the table's current ``max(id)``.  All batches go in one
+    transaction: a failure leaves the table as it was.  Returns rows written.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if (encoder is None) == (embeddings is None):
+        raise ValueError("pass exactly one of encoder= or embeddings=")
+    passages = list(passages)
+    if embeddings is not None:
+        embeddings = _check_embeddings(embeddings, len(passages), None)
+        dim = int(embeddings.shape[1])
+    else:
+        dim = int(encoder.dim)  # type: ignore[union-attr]
+    _ensure_vector_adapters(conn)
+    if create:
+        create_corpus_table(conn, table, dim)
+    bar = _progress(len(passages), progress, table)
+    written = 0
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            next_id = _next_id(conn, table)
+            for chunk, emb in _encoded_batches(passages, encoder, embeddings, batch_size, text_fn):
+                _copy_batch(cur, table, next_id + written, chunk, emb)
+                written += len(chunk)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    return written
+
+
+def _progress(total: int, enabled: bool, table: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=f"ingest {table}", unit="psg")
+
+
+def create_binary_index(conn: psycopg.Connection[Any], table: str, opclass: str = "vector_cosine_ops",
+                        quantizer: str = "mean", *, column: str = "emb",
+                        name: Optional[str] = None) -> float:
+    """``CREATE INDEX ... USING binary_scan (emb <opclass>) WITH (quantizer=...)``; returns build seconds.
+
+    Raises a clear error if the pgsieve extension (and so the access method)
+    is missing, instead of PostgreSQL's "access method does not exist".
+    """
+    if opclass not in OPCLASSES:
+        raise ValueError(f"opclass must be one of {OPCLASSES}, got {opclass!r}")
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
+    has_am = conn.execute("SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'binary_scan'").fetchone()
+    if not has_am:
+        raise psycopg.ProgrammingError(
+            "access method binary_scan not found: CREATE EXTENSION pgsieve first "
+            "(and `pgsieve ext install` if the extension is not built)")
+    parts = [sql.SQL("CREATE INDEX")]
+    if name:
+        parts.append(sql.Identifier(name))
+    parts.append(sql.SQL("ON {} USING binary_scan ({} {})").format(
+        table_identifier(table), sql.Identifier(column), sql.Identifier(opclass)))
+    if opclass != "bit_hamming_ops":
+        parts.append(sql.SQL("WITH (quantizer = {})").format(sql.Literal(quantizer)))
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL(" ").join(parts))
+    return time.perf_counter() - t0
