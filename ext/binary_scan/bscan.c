@@ -17,6 +17,7 @@
 #include "bscan.h"
 
 int			bscan_rerank = BSCAN_DEFAULT_RERANK;
+int			bscan_oversample = BSCAN_DEFAULT_OVERSAMPLE;
 
 static relopt_kind bscan_relopt_kind;
 
@@ -37,10 +38,16 @@ BscanInit(void)
 					   AccessExclusiveLock);
 
 	DefineCustomIntVariable("pgsieve.binary_rerank",
-							"Candidates a binary_scan index re-ranks by exact distance per batch.",
-							"The gather keeps this many codes by Hamming distance; more gives higher recall. "
-							"Think of it as rerank multiplier times LIMIT.",
+							"Rows a binary_scan index re-ranks by exact distance per batch.",
+							"Think of it as rerank multiplier times LIMIT; more gives higher recall.",
 							&bscan_rerank, BSCAN_DEFAULT_RERANK, BSCAN_MIN_RERANK, BSCAN_MAX_RERANK,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgsieve.binary_oversample",
+							"Hamming candidates a binary_scan index gathers per re-ranked row.",
+							"binary_rerank x binary_oversample codes are gathered by Hamming distance, then "
+							"narrowed to binary_rerank by the asymmetric score of the float query against "
+							"each code; 1 skips the asymmetric stage.",
+							&bscan_oversample, BSCAN_DEFAULT_OVERSAMPLE, 1, BSCAN_MAX_OVERSAMPLE,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
@@ -57,8 +64,9 @@ bscanoptions(Datum reloptions, bool validate)
 
 /*
  * Cost: a scan reads every index page and computes one Hamming distance per
- * row before it returns its first row (so it is all startup cost), then
- * fetches pgsieve.binary_rerank heap rows to re-rank them.
+ * row before it returns its first row (so it is all startup cost), scores the
+ * gathered candidates asymmetrically, then fetches pgsieve.binary_rerank heap
+ * rows to re-rank them.
  */
 static void
 bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
@@ -70,6 +78,7 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		tuples = Max(index->tuples, 1);
 	double		pages = Max(index->pages, 1);
 	double		rerank = Min(bscan_rerank, tuples);
+	double		gathered = Min((double) bscan_rerank * bscan_oversample, tuples);
 
 	/* the index is useless without ORDER BY distance */
 	if (path->indexorderbys == NIL)
@@ -84,6 +93,7 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 
 	*indexStartupCost = pages * seq_page_cost +
 		tuples * cpu_operator_cost +
+		gathered * cpu_operator_cost * 4 +
 		rerank * (cpu_tuple_cost + cpu_operator_cost + 0.25 * random_page_cost);
 	*indexTotalCost = *indexStartupCost + tuples * cpu_index_tuple_cost * 0.01;
 	*indexSelectivity = 1.0;

@@ -15,8 +15,9 @@
  *
  * Page layout
  *   block 0                 meta page (BscanMetaPageData)
- *   blocks 1 .. T           per-dimension quantization thresholds (float4),
- *                           T = 0 for sign quantization
+ *   blocks 1 .. T           per-dimension statistics learned at build: dims
+ *                           thresholds (means) then dims scales (standard
+ *                           deviations), float4; T = 0 for sign quantization
  *   blocks T+1 ..           data pages, in no particular order
  *
  * A data page stores its entries as two parallel arrays so the Hamming kernel
@@ -63,10 +64,14 @@
 #define BSCAN_QUANTIZER_SIGN	0
 #define BSCAN_QUANTIZER_MEAN	1
 
-/* candidates re-ranked per batch: GUC pgsieve.binary_rerank */
-#define BSCAN_DEFAULT_RERANK	400
+/* rows re-ranked exactly from the heap per batch: GUC pgsieve.binary_rerank */
+#define BSCAN_DEFAULT_RERANK	100
 #define BSCAN_MIN_RERANK		1
 #define BSCAN_MAX_RERANK		1000000
+
+/* Hamming candidates per re-ranked row, narrowed by asymmetric scores */
+#define BSCAN_DEFAULT_OVERSAMPLE 10
+#define BSCAN_MAX_OVERSAMPLE	1000
 
 /* the largest number of dimensions (bits for bit columns) an index takes */
 #define BSCAN_MAX_DIM			64000
@@ -111,7 +116,7 @@ typedef BscanMetaPageData *BscanMetaPage;
 #define BscanPageTids(page, capacity, codeBytes) \
 	((ItemPointerData *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
 
-/* floats per threshold page */
+/* floats per statistics page */
 #define BSCAN_THRESHOLDS_PER_PAGE \
 	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(BscanPageOpaqueData))) / sizeof(float))
 
@@ -133,10 +138,12 @@ typedef struct BscanInfo
 	BlockNumber thresholdPages;
 	BlockNumber insertPage;
 	float	   *thresholds;		/* dims floats, or NULL for sign */
+	float	   *scales;			/* dims floats after thresholds, or NULL */
 } BscanInfo;
 
 /* GUCs */
 extern int	bscan_rerank;
+extern int	bscan_oversample;
 
 /* bscan.c */
 extern void BscanInit(void);

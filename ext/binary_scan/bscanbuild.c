@@ -2,7 +2,8 @@
  * bscanbuild.c — building a binary_scan index.
  *
  * Two passes over the heap when the quantizer learns thresholds:
- *   1. per-dimension means of the (cosine-normalized) vectors, in float8;
+ *   1. per-dimension means and variances of the (cosine-normalized) vectors,
+ *      in float8;
  *   2. quantize every row and append its code to a page built in local
  *      memory; each full page is written once, WAL-logged as a full image.
  * Sign quantization and bit columns skip pass 1.  Memory use is a few pages
@@ -10,6 +11,8 @@
  * needs maintenance_work_mem.
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/generic_xlog.h"
 #include "access/tableam.h"
@@ -27,6 +30,7 @@ typedef struct BscanBuildState
 
 	/* pass 1 */
 	double	   *sums;
+	double	   *sumsq;
 	double		nsummed;
 
 	/* pass 2 */
@@ -90,12 +94,16 @@ BscanMeanCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 		MemoryContext parent = MemoryContextGetParent(bs->tmpCtx);
 
 		bs->sums = MemoryContextAllocZero(parent, sizeof(double) * bs->info.dims);
+		bs->sumsq = MemoryContextAllocZero(parent, sizeof(double) * bs->info.dims);
 		bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.dims);
 	}
 	if (BscanValueToFloats(values[0], bs->info.kind, bs->info.metric, bs->scratch, bs->info.dims))
 	{
 		for (int i = 0; i < bs->info.dims; i++)
+		{
 			bs->sums[i] += bs->scratch[i];
+			bs->sumsq[i] += (double) bs->scratch[i] * bs->scratch[i];
+		}
 		bs->nsummed += 1;
 	}
 	MemoryContextSwitchTo(old);
@@ -154,26 +162,39 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 	bs->indtuples += 1;
 }
 
-/* Write the threshold pages (blocks 1..T) from the accumulated sums. */
+/*
+ * Write the statistics pages (blocks 1..T) from the accumulated sums: the
+ * per-dimension means (the quantization thresholds), then the standard
+ * deviations (the scales of the asymmetric scores).
+ */
 static void
 BscanWriteThresholds(BscanBuildState *bs)
 {
 	int			dims = bs->info.dims;
+	int			total = 2 * dims;
 	int			done = 0;
+	float	   *stats = palloc(sizeof(float) * total);
 	PGAlignedBlock buf;
 	Page		page = (Page) buf.data;
 
-	bs->info.thresholds = palloc(sizeof(float) * dims);
 	for (int i = 0; i < dims; i++)
-		bs->info.thresholds[i] = (float) (bs->sums[i] / bs->nsummed);
+	{
+		double		mean = bs->sums[i] / bs->nsummed;
+		double		var = bs->sumsq[i] / bs->nsummed - mean * mean;
+
+		stats[i] = (float) mean;
+		stats[dims + i] = (float) sqrt(Max(var, 0.0));
+	}
+	bs->info.thresholds = stats;
+	bs->info.scales = stats + dims;
 
 	bs->info.thresholdPages = 0;
-	while (done < dims)
+	while (done < total)
 	{
-		int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, dims - done);
+		int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, total - done);
 
 		BscanInitPage(page, BSCAN_PAGE_THRESHOLDS);
-		memcpy(PageGetContents(page), bs->info.thresholds + done, sizeof(float) * n);
+		memcpy(PageGetContents(page), stats + done, sizeof(float) * n);
 		((PageHeader) page)->pd_lower = (PageGetContents(page) - (char *) page) + sizeof(float) * n;
 		BscanAppendPage(bs->index, bs->forkNum, page);
 		bs->info.thresholdPages++;

@@ -1,29 +1,41 @@
 /*
  * bscanscan.c — scanning a binary_scan index.
  *
- * A scan works in batches.  Each batch
- *   1. gathers: computes the Hamming distance from the quantized query to
- *      every code (SIMD, page by page, under a share lock) and keeps the
- *      best R by (distance, heap TID) among those after the previous batch's
- *      last key — a total order, so consecutive batches never overlap or skip
- *      a row even if VACUUM moves entries between pages meanwhile;
- *   2. re-ranks: fetches each candidate's visible heap row with the scan's
- *      snapshot, evaluates the index column (or expression) on it, and
- *      computes the ORDER BY operator's own distance function — exactly what
- *      a sequential scan computes — then sorts by that distance.
- * Rows are returned in exact order within a batch.  The first batch has
- * R = pgsieve.binary_rerank; if the executor asks for more rows (a WHERE
- * clause rejected some), the next batches double R, so a scan never stops
- * at k and eventually returns every row.  A scan without ORDER BY (the
- * planner picks one when sequential scans are disabled) or ordered by the
- * distance to NULL returns every indexed row in code order.
+ * A scan has three stages.
  *
- * Selection keeps at most 2R candidates: when the buffer fills, a histogram
- * of the (small integer) distances gives the R-th smallest distance, which
- * becomes the acceptance bound.  The fused kernel pgs_hamming_filter drops
- * codes beyond the bound while still in SIMD registers, so after the first
- * few pages almost nothing leaves the kernel.  Memory is O(R + dims), whatever the
- * table size.
+ *   1. Gather: the Hamming distance from the quantized query to every code,
+ *      computed page by page under a share lock by the fused SIMD kernel
+ *      pgs_hamming_filter, keeping the best G by (distance, heap TID) among
+ *      the keys after the previous gather's last one.  (distance, TID) is a
+ *      total order, so consecutive gathers never overlap or skip a row, even
+ *      if VACUUM moves entries between pages meanwhile.
+ *   2. Narrow: each gathered code is scored asymmetrically — the float query
+ *      against the code read as per-dimension mean +- standard deviation
+ *      (pgs_bits_lut_score, one table lookup per code byte) — and the
+ *      candidates are ordered by that estimate, which ranks far better than
+ *      Hamming distance alone.
+ *   3. Re-rank: the next R candidates in that order have their visible heap
+ *      row fetched with the scan's snapshot, the index column (or
+ *      expression) evaluated on it, and the ORDER BY operator's own distance
+ *      function applied — exactly what a sequential scan computes — then are
+ *      returned sorted by it.
+ *
+ * R = pgsieve.binary_rerank and G = R x pgsieve.binary_oversample.  If the
+ * executor wants more rows (a WHERE clause rejected some), the next chunks of
+ * the gathered candidates are re-ranked, then the next gathers, each twice as
+ * large as the one before, so a scan never stops at k and eventually returns
+ * every row.  Rows come in exact order within a chunk.
+ *
+ * On bit columns the code is the value: Hamming order is exact, stages 2 and
+ * 3 are skipped.  A scan without ORDER BY (the planner picks one when
+ * sequential scans are disabled) or ordered by the distance to NULL returns
+ * every indexed row in code order.
+ *
+ * Selection keeps at most 2G candidates: when the buffer fills, a histogram
+ * of the (small integer) distances gives the G-th smallest distance, which
+ * becomes the acceptance bound handed to the kernel, so after the first few
+ * pages almost nothing leaves it.  Memory is O(G + dims), whatever the table
+ * size.
  */
 #include "postgres.h"
 
@@ -34,8 +46,6 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -45,7 +55,8 @@
 
 typedef struct BscanCand
 {
-	uint32		dist;
+	uint32		dist;			/* Hamming distance */
+	float		est;			/* asymmetric estimate, lower is closer */
 	ItemPointerData tid;
 } BscanCand;
 
@@ -59,32 +70,39 @@ typedef struct BscanResult
 typedef struct BscanScanOpaqueData
 {
 	MemoryContext scanCtx;		/* lives as long as the scan */
-	MemoryContext queryCtx;		/* reset per rescan (query, buffers) */
-	MemoryContext batchCtx;		/* reset per batch */
+	MemoryContext queryCtx;		/* reset per rescan: query, tables */
+	MemoryContext gatherCtx;	/* reset per gather: candidates */
+	MemoryContext chunkCtx;		/* reset per re-ranked chunk: results */
 	MemoryContext tupleCtx;		/* reset per re-ranked row */
 
 	BscanInfo	info;
 	bool		started;
-	bool		exhausted;
-	bool		haveQuery;		/* false for ORDER BY col <op> NULL */
+	bool		haveQuery;		/* false without ORDER BY or for a NULL query */
+	bool		rerankHeap;		/* re-rank from the heap (not for bit columns) */
+	bool		useEstimate;	/* narrow by asymmetric scores */
 	Datum		query;
 	uint8	   *qcode;
+	float	   *lut;			/* asymmetric score table */
 
-	/* where the next batch starts: strictly after this key */
+	/* gathers: each starts strictly after the previous one's last key */
+	int			gatherSize;
+	int			maxEntries;		/* upper bound on entries in the index */
+	bool		gathersDone;
 	bool		haveLower;
 	uint32		lowerDist;
 	ItemPointerData lowerTid;
-	int			batchSize;
 
-	/* candidate buffer and its helpers */
+	/* the current gather, in narrowing order, consumed in chunks */
 	BscanCand  *cands;
 	int			ncands;
 	int			candCap;
+	int			candPos;
+	int			chunkSize;
 	uint32	   *hist;
 	uint32	   *dists;			/* per page: distances of the codes the kernel kept */
 	uint32	   *keptIdx;		/* ... and their positions on the page */
 
-	/* the current batch, in return order */
+	/* the current chunk, in return order */
 	BscanResult *results;
 	int			nresults;
 	int			next;
@@ -110,6 +128,17 @@ BscanCandCmp(const void *a, const void *b)
 	if (x->dist != y->dist)
 		return x->dist < y->dist ? -1 : 1;
 	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
+}
+
+static int
+BscanCandEstCmp(const void *a, const void *b)
+{
+	const BscanCand *x = (const BscanCand *) a;
+	const BscanCand *y = (const BscanCand *) b;
+
+	if (x->est != y->est)
+		return x->est < y->est ? -1 : 1;
+	return BscanCandCmp(a, b);
 }
 
 /* exact distances ascending, NULL and NaN last (as ORDER BY float8 sorts), then TID */
@@ -144,10 +173,13 @@ bscanbeginscan(Relation index, int nkeys, int norderbys)
 										ALLOCSET_DEFAULT_SIZES);
 	so->queryCtx = AllocSetContextCreate(so->scanCtx, "binary_scan query",
 										 ALLOCSET_DEFAULT_SIZES);
-	so->batchCtx = AllocSetContextCreate(so->scanCtx, "binary_scan batch",
+	so->gatherCtx = AllocSetContextCreate(so->scanCtx, "binary_scan gather",
+										  ALLOCSET_DEFAULT_SIZES);
+	so->chunkCtx = AllocSetContextCreate(so->scanCtx, "binary_scan chunk",
 										 ALLOCSET_DEFAULT_SIZES);
 	so->tupleCtx = AllocSetContextCreate(so->scanCtx, "binary_scan rerank tuple",
 										 ALLOCSET_SMALL_SIZES);
+
 	/* the executor reads the distances we report for each row */
 	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
 	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
@@ -167,17 +199,48 @@ bscanrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
 
 	so->started = false;
-	so->exhausted = false;
+	so->gathersDone = false;
 	so->haveLower = false;
+	so->ncands = 0;
+	so->candPos = 0;
 	so->nresults = 0;
 	so->next = 0;
-	MemoryContextReset(so->batchCtx);
+	MemoryContextReset(so->tupleCtx);
+	MemoryContextReset(so->chunkCtx);
+	MemoryContextReset(so->gatherCtx);
 	MemoryContextReset(so->queryCtx);
 }
 
 /*
- * Set up on the first gettuple: read the meta page, quantize the query,
- * allocate the selection buffers and the heap-fetch machinery.
+ * The asymmetric score table for the query floats q (normalized for cosine):
+ * each code is read as x_i = t_i + s_i * (2 b_i - 1) (t the threshold, s the
+ * scale; 0 and 1 without learned statistics), and the estimate keeps only
+ * the code-dependent part, with weights
+ *   -q_i s_i           for inner product and cosine (minus the dot product),
+ *   (t_i - q_i) s_i    for L2 (half the squared distance, up to a constant).
+ */
+static float *
+BscanBuildLut(const BscanInfo *info, const float *q)
+{
+	int			dims = info->dims;
+	float	   *w = palloc(sizeof(float) * dims);
+	float	   *lut = palloc(sizeof(float) * 256 * (Size) info->codeBytes);
+
+	for (int i = 0; i < dims; i++)
+	{
+		float		t = info->thresholds ? info->thresholds[i] : 0.0f;
+		float		s = info->scales ? info->scales[i] : 1.0f;
+
+		w[i] = info->metric == BSCAN_L2_STRATEGY ? (t - q[i]) * s : -q[i] * s;
+	}
+	pgs_bits_lut_build(w, dims, lut);
+	pfree(w);
+	return lut;
+}
+
+/*
+ * Set up on the first gettuple: read the meta page, quantize the query, build
+ * the score table, and create the heap-fetch machinery (once per scan).
  */
 static void
 BscanStartScan(IndexScanDesc scan)
@@ -186,45 +249,54 @@ BscanStartScan(IndexScanDesc scan)
 	MemoryContext old = MemoryContextSwitchTo(so->queryCtx);
 	ScanKey		ob = scan->numberOfOrderBys > 0 ? &scan->orderByData[0] : NULL;
 	BscanInfo  *info = &so->info;
-	int			capacityPerPage;
+	BlockNumber dataPages;
 
 	BscanReadInfo(scan->indexRelation, info, true);
 	so->started = true;
-	so->exhausted = (info->dims == 0);	/* nothing was ever indexed */
-	/* without ORDER BY (or ordered by distance to NULL) every row is returned */
+	so->gathersDone = (info->dims == 0);	/* nothing was ever indexed */
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
-	so->batchSize = bscan_rerank;
-	if (so->exhausted)
+	so->rerankHeap = so->haveQuery && info->kind != BSCAN_KIND_BIT;
+	so->useEstimate = so->rerankHeap && bscan_oversample > 1;
+	so->chunkSize = bscan_rerank;
+	if (so->gathersDone)
 	{
 		MemoryContextSwitchTo(old);
 		return;
 	}
 
+	/* no gather needs more room than the index has entries */
+	dataPages = RelationGetNumberOfBlocks(scan->indexRelation) - 1 - info->thresholdPages;
+	so->maxEntries = (int) Min((int64) dataPages * info->capacity + 1, (int64) PG_INT32_MAX / 4);
+	so->gatherSize = (int) Min((int64) bscan_rerank * (so->useEstimate ? bscan_oversample : 1),
+							   (int64) so->maxEntries);
+
 	so->qcode = palloc0(info->codeBytes);
 	if (so->haveQuery)
 	{
 		Datum		value = PointerGetDatum(PG_DETOAST_DATUM(ob->sk_argument));
-		float	   *scratch = NULL;
 		int			qdims = BscanValueDims(value, info->kind);
 
 		BscanCheckDims(qdims, info->dims);
-		if (info->kind != BSCAN_KIND_BIT)
-			scratch = palloc(sizeof(float) * info->dims);
-		BscanEncode(value, info, so->qcode, scratch);
+		if (info->kind == BSCAN_KIND_BIT)
+			BscanEncode(value, info, so->qcode, NULL);
+		else
+		{
+			float	   *q = palloc(sizeof(float) * info->dims);
+
+			BscanValueToFloats(value, info->kind, info->metric, q, info->dims);
+			pgs_quantize_f32(q, info->thresholds, info->dims, so->qcode);
+			if (so->useEstimate)
+				so->lut = BscanBuildLut(info, q);
+		}
 		so->query = value;
 	}
 
-	capacityPerPage = Max(info->capacity, 1);
-	so->dists = palloc(sizeof(uint32) * capacityPerPage);
-	so->keptIdx = palloc(sizeof(uint32) * capacityPerPage);
+	so->dists = palloc(sizeof(uint32) * Max(info->capacity, 1));
+	so->keptIdx = palloc(sizeof(uint32) * Max(info->capacity, 1));
 	so->hist = palloc(sizeof(uint32) * (info->dims + 1));
 
-	/*
-	 * Bit columns are ordered exactly by the codes; others re-rank from the
-	 * heap.  The fetch machinery outlives rescans.
-	 */
 	MemoryContextSwitchTo(so->scanCtx);
-	if (info->kind != BSCAN_KIND_BIT && so->haveQuery && so->fetch == NULL)
+	if (so->rerankHeap && so->fetch == NULL)
 	{
 		so->indexInfo = BuildIndexInfo(scan->indexRelation);
 		so->slot = table_slot_create(scan->heapRelation, NULL);
@@ -238,9 +310,9 @@ BscanStartScan(IndexScanDesc scan)
 	MemoryContextSwitchTo(old);
 }
 
-/* Shrink the candidate buffer to the best R (see the file comment). */
+/* Shrink the candidate buffer to the best G (see the file comment). */
 static void
-BscanCompact(BscanScanOpaque so, int R, uint32 *boundDist, ItemPointerData *boundTid)
+BscanCompact(BscanScanOpaque so, int G, uint32 *boundDist, ItemPointerData *boundTid)
 {
 	int			dims = so->info.dims;
 	uint32		cum = 0;
@@ -253,17 +325,17 @@ BscanCompact(BscanScanOpaque so, int R, uint32 *boundDist, ItemPointerData *boun
 	for (t = 0; t <= (uint32) dims; t++)
 	{
 		cum += so->hist[t];
-		if (cum >= (uint32) R)
+		if (cum >= (uint32) G)
 			break;
 	}
 
-	if (cum > (uint32) (R + (so->candCap - R) / 2))
+	if (cum > (uint32) (G + (so->candCap - G) / 2))
 	{
-		/* heavy ties at the bound: cut exactly at R by (distance, TID) */
+		/* heavy ties at the bound: cut exactly at G by (distance, TID) */
 		qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandCmp);
-		so->ncands = R;
-		*boundDist = so->cands[R - 1].dist;
-		*boundTid = so->cands[R - 1].tid;
+		so->ncands = G;
+		*boundDist = so->cands[G - 1].dist;
+		*boundTid = so->cands[G - 1].tid;
 		return;
 	}
 
@@ -276,11 +348,12 @@ BscanCompact(BscanScanOpaque so, int R, uint32 *boundDist, ItemPointerData *boun
 }
 
 /*
- * Gather the next R candidates in (Hamming distance, TID) order after the
- * previous batch.  Returns the number gathered (sorted in so->cands).
+ * Stage 1 (and the scores of stage 2): gather the next G candidates in
+ * (Hamming distance, TID) order after the previous gather, leaving them in
+ * so->cands in the order they are to be re-ranked.  Returns how many.
  */
 static int
-BscanGather(IndexScanDesc scan, int R)
+BscanGather(IndexScanDesc scan, int G)
 {
 	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
 	Relation	index = scan->indexRelation;
@@ -292,10 +365,12 @@ BscanGather(IndexScanDesc scan, int R)
 	ItemPointerData lowerTid = so->lowerTid;
 	bool		haveLower = so->haveLower;
 
+	MemoryContextReset(so->gatherCtx);
 	ItemPointerSet(&boundTid, InvalidBlockNumber, MaxOffsetNumber);
-	so->candCap = Max(2 * R, R + 64);
-	so->cands = MemoryContextAlloc(so->batchCtx, sizeof(BscanCand) * so->candCap);
+	so->candCap = (int) Min((int64) 2 * G + 64, (int64) so->maxEntries + 64);
+	so->cands = MemoryContextAlloc(so->gatherCtx, sizeof(BscanCand) * so->candCap);
 	so->ncands = 0;
+	so->candPos = 0;
 
 	for (BlockNumber blkno = 1 + info->thresholdPages; blkno < nblocks; blkno++)
 	{
@@ -303,7 +378,7 @@ BscanGather(IndexScanDesc scan, int R)
 		Page		page;
 		BscanPageOpaque opaque;
 		ItemPointerData *tids;
-		int			n;
+		uint8	   *codes;
 		size_t		nkept;
 
 		CHECK_FOR_INTERRUPTS();
@@ -316,16 +391,17 @@ BscanGather(IndexScanDesc scan, int R)
 			UnlockReleaseBuffer(buf);
 			continue;
 		}
-		n = opaque->count;
 		tids = BscanPageTids(page, info->capacity, info->codeBytes);
-		nkept = pgs_hamming_filter(so->qcode, BscanPageCodes(page), info->codeBytes,
-								   info->codeBytes, n, boundDist, so->keptIdx, so->dists);
+		codes = BscanPageCodes(page);
+		nkept = pgs_hamming_filter(so->qcode, codes, info->codeBytes, info->codeBytes,
+								   opaque->count, boundDist, so->keptIdx, so->dists);
 
 		/* the bound may have tightened within the page: check again */
 		for (size_t j = 0; j < nkept; j++)
 		{
 			uint32		d = so->dists[j];
 			ItemPointer tid = &tids[so->keptIdx[j]];
+			BscanCand  *c;
 
 			if (d > boundDist)
 				continue;
@@ -334,23 +410,29 @@ BscanGather(IndexScanDesc scan, int R)
 				continue;
 			if (d == boundDist && ItemPointerCompare(tid, &boundTid) > 0)
 				continue;
-			so->cands[so->ncands].dist = d;
-			so->cands[so->ncands].tid = *tid;
+			c = &so->cands[so->ncands];
+			c->dist = d;
+			c->tid = *tid;
+			c->est = so->useEstimate ?
+				pgs_bits_lut_score(so->lut, codes + (Size) so->keptIdx[j] * info->codeBytes,
+								   info->codeBytes) : 0.0f;
 			if (++so->ncands == so->candCap)
-				BscanCompact(so, R, &boundDist, &boundTid);
+				BscanCompact(so, G, &boundDist, &boundTid);
 		}
 		UnlockReleaseBuffer(buf);
 	}
 
 	qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandCmp);
-	if (so->ncands > R)
-		so->ncands = R;
+	if (so->ncands > G)
+		so->ncands = G;
 	if (so->ncands > 0)
 	{
 		so->haveLower = true;
 		so->lowerDist = so->cands[so->ncands - 1].dist;
 		so->lowerTid = so->cands[so->ncands - 1].tid;
 	}
+	if (so->useEstimate)
+		qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandEstCmp);
 	return so->ncands;
 }
 
@@ -368,11 +450,9 @@ BscanExactDistance(IndexScanDesc scan, ItemPointer tid, double *dist, bool *isnu
 	bool		all_dead = false;
 	Datum		value;
 	bool		valueNull;
-	bool		found;
 
-	found = table_index_fetch_tuple(so->fetch, &fetchTid, scan->xs_snapshot, so->slot,
-									&call_again, &all_dead);
-	if (!found)
+	if (!table_index_fetch_tuple(so->fetch, &fetchTid, scan->xs_snapshot, so->slot,
+								 &call_again, &all_dead))
 		return false;
 
 	if (so->estate == NULL)
@@ -387,70 +467,90 @@ BscanExactDistance(IndexScanDesc scan, ItemPointer tid, double *dist, bool *isnu
 		valueNull = nulls[0];
 	}
 
-	if (valueNull)
-		*isnull = true;
-	else
-	{
-		*isnull = false;
+	*isnull = valueNull;
+	if (!valueNull)
 		*dist = DatumGetFloat8(FunctionCall2Coll(&ob->sk_func, ob->sk_collation, value, so->query));
-	}
 	if (so->estate)
 		ResetPerTupleExprContext(so->estate);
 	ExecClearTuple(so->slot);
 	return true;
 }
 
-/* Produce the next batch of rows in so->results; false when none is left. */
-static bool
-BscanNextBatch(IndexScanDesc scan)
+/* Re-rank candidates [from, to) of the gather into so->results. */
+static void
+BscanRerankChunk(IndexScanDesc scan, int from, int to)
 {
 	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
-	MemoryContext old;
-	int			n;
 
-	MemoryContextReset(so->batchCtx);
-	so->nresults = 0;
-	so->next = 0;
-	if (so->exhausted)
-		return false;
-
-	n = BscanGather(scan, so->batchSize);
-	if (n < so->batchSize)
-		so->exhausted = true;
-	/* later batches only happen under filters: grow them geometrically */
-	so->batchSize = (int) Min((int64) so->batchSize * 2, (int64) BSCAN_MAX_RERANK);
-	if (n == 0)
-		return false;
-
-	so->results = MemoryContextAlloc(so->batchCtx, sizeof(BscanResult) * n);
-	if (so->info.kind == BSCAN_KIND_BIT || !so->haveQuery)
-	{
-		/* bit columns (exact Hamming) or a NULL query: codes give the order */
-		for (int i = 0; i < n; i++)
-		{
-			so->results[i].dist = so->cands[i].dist;
-			so->results[i].isnull = !so->haveQuery;
-			so->results[i].tid = so->cands[i].tid;
-		}
-		so->nresults = n;
-		return true;
-	}
-
-	for (int i = 0; i < n; i++)
+	so->results = MemoryContextAlloc(so->chunkCtx, sizeof(BscanResult) * (to - from));
+	for (int i = from; i < to; i++)
 	{
 		BscanResult *r = &so->results[so->nresults];
+		MemoryContext old;
+		bool		visible;
+
+		if (!so->rerankHeap)
+		{
+			/* bit columns (exact Hamming) or no query: the codes give the order */
+			r->dist = so->cands[i].dist;
+			r->isnull = !so->haveQuery;
+			r->tid = so->cands[i].tid;
+			so->nresults++;
+			continue;
+		}
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(so->tupleCtx);
-		if (BscanExactDistance(scan, &so->cands[i].tid, &r->dist, &r->isnull))
+		visible = BscanExactDistance(scan, &so->cands[i].tid, &r->dist, &r->isnull);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(so->tupleCtx);
+		if (visible)
 		{
 			r->tid = so->cands[i].tid;
 			so->nresults++;
 		}
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(so->tupleCtx);
 	}
-	qsort(so->results, so->nresults, sizeof(BscanResult), BscanResultCmp);
+	if (so->rerankHeap)
+		qsort(so->results, so->nresults, sizeof(BscanResult), BscanResultCmp);
+}
+
+/* Produce the next chunk of rows in so->results; false when none is left. */
+static bool
+BscanNextChunk(IndexScanDesc scan)
+{
+	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
+
+	MemoryContextReset(so->chunkCtx);
+	so->nresults = 0;
+	so->next = 0;
+
+	while (so->nresults == 0)
+	{
+		int			to;
+
+		if (so->candPos >= so->ncands)
+		{
+			int			n;
+
+			if (so->gathersDone)
+				return false;
+			n = BscanGather(scan, so->gatherSize);
+			if (n < so->gatherSize)
+				so->gathersDone = true;
+			/* later gathers happen only under filters: grow them geometrically */
+			so->gatherSize = (int) Min((int64) so->gatherSize * 2, (int64) so->maxEntries);
+			if (n == 0)
+				return false;
+		}
+
+		/* rows without an exact distance to compute come all at once */
+		to = so->rerankHeap ? (int) Min((int64) so->candPos + so->chunkSize, (int64) so->ncands)
+			: so->ncands;
+		BscanRerankChunk(scan, so->candPos, to);
+		so->candPos = to;
+		if (so->rerankHeap)
+			so->chunkSize = (int) Min((int64) so->chunkSize * 2, (int64) BSCAN_MAX_RERANK);
+	}
 	return true;
 }
 
@@ -458,6 +558,7 @@ bool
 bscangettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
+	BscanResult *r;
 
 	if (!IsMVCCSnapshot(scan->xs_snapshot))
 		ereport(ERROR,
@@ -469,19 +570,16 @@ bscangettuple(IndexScanDesc scan, ScanDirection dir)
 
 	while (so->next >= so->nresults)
 	{
-		if (!BscanNextBatch(scan))
+		if (!BscanNextChunk(scan))
 			return false;
 	}
 
-	{
-		BscanResult *r = &so->results[so->next++];
-
-		scan->xs_heaptid = r->tid;
-		scan->xs_recheck = false;
-		scan->xs_recheckorderby = false;
-		scan->xs_orderbyvals[0] = Float8GetDatum(r->dist);
-		scan->xs_orderbynulls[0] = r->isnull;
-	}
+	r = &so->results[so->next++];
+	scan->xs_heaptid = r->tid;
+	scan->xs_recheck = false;
+	scan->xs_recheckorderby = false;
+	scan->xs_orderbyvals[0] = Float8GetDatum(r->dist);
+	scan->xs_orderbynulls[0] = r->isnull;
 
 	/*
 	 * The planner may choose an index-only scan when a query needs no column

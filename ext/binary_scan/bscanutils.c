@@ -132,14 +132,16 @@ BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
 	info->thresholds = NULL;
 	UnlockReleaseBuffer(buf);
 
+	info->scales = NULL;
 	if (withThresholds && info->thresholdPages > 0 && info->dims > 0)
 	{
+		int			total = 2 * info->dims;
 		int			done = 0;
+		float	   *stats = palloc(sizeof(float) * total);
 
-		info->thresholds = palloc(sizeof(float) * info->dims);
-		for (BlockNumber b = 1; b <= info->thresholdPages; b++)
+		for (BlockNumber b = 1; b <= info->thresholdPages && done < total; b++)
 		{
-			int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, info->dims - done);
+			int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, total - done);
 
 			buf = ReadBuffer(index, b);
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
@@ -147,12 +149,19 @@ BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
 			if (BscanPageGetOpaque(page)->kind != BSCAN_PAGE_THRESHOLDS)
 				ereport(ERROR,
 						(errcode(ERRCODE_INDEX_CORRUPTED),
-						 errmsg("binary_scan index \"%s\" has a damaged threshold page %u",
+						 errmsg("binary_scan index \"%s\" has a damaged statistics page %u",
 								RelationGetRelationName(index), b)));
-			memcpy(info->thresholds + done, PageGetContents(page), sizeof(float) * n);
+			memcpy(stats + done, PageGetContents(page), sizeof(float) * n);
 			UnlockReleaseBuffer(buf);
 			done += n;
 		}
+		if (done != total)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("binary_scan index \"%s\" has %d of %d statistics",
+							RelationGetRelationName(index), done, total)));
+		info->thresholds = stats;
+		info->scales = stats + info->dims;
 	}
 }
 

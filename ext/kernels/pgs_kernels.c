@@ -1160,3 +1160,48 @@ pgs_dot_bits(const float *q, const uint8_t *bits, size_t dim)
 	}
 	return 2.0 * pos - all;
 }
+
+void
+pgs_bits_lut_build(const float *w, size_t dim, float *lut)
+{
+	size_t		nbytes = (dim + 7) / 8;
+
+	for (size_t j = 0; j < nbytes; j++)
+	{
+		float	   *row = lut + j * 256;
+		float		wk[8];
+
+		for (int k = 0; k < 8; k++)
+			wk[k] = (8 * j + k < dim) ? w[8 * j + k] : 0.0f;
+		row[0] = 0.0f;
+		/* each entry extends the entry without its lowest set bit */
+		for (int b = 1; b < 256; b++)
+		{
+			int			low = b & -b;
+			int			k = 7 - __builtin_ctz((unsigned) low);
+
+			row[b] = row[b ^ low] + wk[k];
+		}
+	}
+}
+
+float
+pgs_bits_lut_score(const float *lut, const uint8_t *code, size_t nbytes)
+{
+	float		s0 = 0,
+				s1 = 0,
+				s2 = 0,
+				s3 = 0;
+	size_t		j = 0;
+
+	for (; j + 4 <= nbytes; j += 4)
+	{
+		s0 += lut[(j + 0) * 256 + code[j + 0]];
+		s1 += lut[(j + 1) * 256 + code[j + 1]];
+		s2 += lut[(j + 2) * 256 + code[j + 2]];
+		s3 += lut[(j + 3) * 256 + code[j + 3]];
+	}
+	for (; j < nbytes; j++)
+		s0 += lut[j * 256 + code[j]];
+	return (s0 + s1) + (s2 + s3);
+}

@@ -92,6 +92,16 @@ void		pgs_quantize_f16(const uint16_t *x, const float *t, size_t dim, uint8_t *o
  */
 double		pgs_dot_bits(const float *q, const uint8_t *bits, size_t dim);
 
+/*
+ * Asymmetric (float query x binary code) scoring through a lookup table: for
+ * weights w[0..dim), score(code) = sum of w[i] over the set bits i.  The
+ * table has (dim + 7) / 8 rows of 256 floats; row j, column b holds the sum
+ * of w[8j + k] over the bits k of b (MSB first).  Scoring a code is then one
+ * lookup per byte.
+ */
+void		pgs_bits_lut_build(const float *w, size_t dim, float *lut);
+float		pgs_bits_lut_score(const float *lut, const uint8_t *code, size_t nbytes);
+
 /* ---- floats -------------------------------------------------------------- */
 
 /* IEEE binary16 <-> binary32 (round to nearest even on the way down). */

@@ -15,6 +15,12 @@ SET pgsieve.binary_rerank = 2000;
 CREATE TABLE queries AS SELECT q, rvec(24) AS v FROM generate_series(1, 10) q;
 SELECT op, count(*) FILTER (WHERE knn('items', 'emb', op, v, 50, true) = knn('items', 'emb', op, v, 50, false)) AS equal
 FROM queries, unnest(ARRAY['<->', '<#>', '<=>']) op GROUP BY op ORDER BY op;
+-- without the asymmetric narrowing stage too
+SET pgsieve.binary_oversample = 1;
+SELECT op, count(*) FILTER (WHERE knn('items', 'emb', op, v, 50, true) = knn('items', 'emb', op, v, 50, false)) AS equal_no_narrowing
+FROM queries, unnest(ARRAY['<->', '<#>', '<=>']) op GROUP BY op ORDER BY op;
+RESET pgsieve.binary_oversample;
+SHOW pgsieve.binary_oversample;
 -- all rows, in exact order
 SELECT knn('items', 'emb', '<->', v, 3000, true) = knn('items', 'emb', '<->', v, 3000, false) AS all_rows_equal,
 	   cardinality(knn('items', 'emb', '<->', v, 3000, true)) AS n
@@ -56,6 +62,7 @@ SHOW pgsieve.binary_rerank;
 COMMIT;
 SHOW pgsieve.binary_rerank;
 SET pgsieve.binary_rerank = 0;
+SET pgsieve.binary_oversample = 0;
 
 -- errors
 SELECT id FROM items ORDER BY emb <-> '[1,2,3]' LIMIT 1;
