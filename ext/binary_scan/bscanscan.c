@@ -119,27 +119,51 @@ typedef struct BscanScanOpaqueData
 
 typedef BscanScanOpaqueData *BscanScanOpaque;
 
-static int
-BscanCandCmp(const void *a, const void *b)
+/* (block, offset) order of heap TIDs, inline for the sorts below */
+static inline int
+BscanTidCmp(const ItemPointerData *a, const ItemPointerData *b)
 {
-	const BscanCand *x = (const BscanCand *) a;
-	const BscanCand *y = (const BscanCand *) b;
+	BlockNumber ba = ItemPointerGetBlockNumberNoCheck(a);
+	BlockNumber bb = ItemPointerGetBlockNumberNoCheck(b);
+	OffsetNumber oa = ItemPointerGetOffsetNumberNoCheck(a);
+	OffsetNumber ob = ItemPointerGetOffsetNumberNoCheck(b);
 
-	if (x->dist != y->dist)
-		return x->dist < y->dist ? -1 : 1;
-	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
+	if (ba != bb)
+		return ba < bb ? -1 : 1;
+	return (oa > ob) - (oa < ob);
 }
 
-static int
-BscanCandEstCmp(const void *a, const void *b)
+/* the gather key: (Hamming distance, TID) */
+static inline int
+BscanCandKeyCmp(const BscanCand *a, const BscanCand *b)
 {
-	const BscanCand *x = (const BscanCand *) a;
-	const BscanCand *y = (const BscanCand *) b;
-
-	if (x->est != y->est)
-		return x->est < y->est ? -1 : 1;
-	return BscanCandCmp(a, b);
+	if (a->dist != b->dist)
+		return a->dist < b->dist ? -1 : 1;
+	return BscanTidCmp(&a->tid, &b->tid);
 }
+
+/* the narrowing order: asymmetric estimate, then the gather key */
+static inline int
+BscanCandEstCmp(const BscanCand *a, const BscanCand *b)
+{
+	if (a->est != b->est)
+		return a->est < b->est ? -1 : 1;
+	return BscanCandKeyCmp(a, b);
+}
+
+#define ST_SORT bscan_sort_key
+#define ST_ELEMENT_TYPE BscanCand
+#define ST_COMPARE(a, b) BscanCandKeyCmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT bscan_sort_est
+#define ST_ELEMENT_TYPE BscanCand
+#define ST_COMPARE(a, b) BscanCandEstCmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /* exact distances ascending, NULL and NaN last (as ORDER BY float8 sorts), then TID */
 static int
@@ -332,7 +356,7 @@ BscanCompact(BscanScanOpaque so, int G, uint32 *boundDist, ItemPointerData *boun
 	if (cum > (uint32) (G + (so->candCap - G) / 2))
 	{
 		/* heavy ties at the bound: cut exactly at G by (distance, TID) */
-		qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandCmp);
+		bscan_sort_key(so->cands, so->ncands);
 		so->ncands = G;
 		*boundDist = so->cands[G - 1].dist;
 		*boundTid = so->cands[G - 1].tid;
@@ -345,6 +369,50 @@ BscanCompact(BscanScanOpaque so, int G, uint32 *boundDist, ItemPointerData *boun
 	so->ncands = kept;
 	*boundDist = t;
 	ItemPointerSet(boundTid, InvalidBlockNumber, MaxOffsetNumber);
+}
+
+/*
+ * Keep exactly the first G candidates in (distance, TID) order, with the
+ * largest key last (the next gather starts after it).  Only the candidates
+ * tied at the cut distance need sorting; without narrowing (bit columns, no
+ * query) the rows are returned in key order, so everything is sorted.
+ */
+static void
+BscanCutGather(BscanScanOpaque so, int G)
+{
+	uint32		t;
+	uint32		below = 0;
+	int			kept = 0;
+	int			nties;
+	BscanCand  *ties;
+
+	if (!so->useEstimate || so->ncands <= G)
+	{
+		bscan_sort_key(so->cands, so->ncands);
+		so->ncands = Min(so->ncands, G);
+		return;
+	}
+
+	memset(so->hist, 0, sizeof(uint32) * (so->info.dims + 1));
+	for (int i = 0; i < so->ncands; i++)
+		so->hist[so->cands[i].dist]++;
+	for (t = 0; below + so->hist[t] < (uint32) G; t++)
+		below += so->hist[t];
+
+	/* everything closer than t, then the ties at t in TID order */
+	ties = MemoryContextAlloc(so->gatherCtx, sizeof(BscanCand) * so->hist[t]);
+	nties = 0;
+	for (int i = 0; i < so->ncands; i++)
+	{
+		if (so->cands[i].dist < t)
+			so->cands[kept++] = so->cands[i];
+		else if (so->cands[i].dist == t)
+			ties[nties++] = so->cands[i];
+	}
+	bscan_sort_key(ties, nties);
+	memcpy(so->cands + kept, ties, sizeof(BscanCand) * (G - kept));
+	so->ncands = G;
+	pfree(ties);
 }
 
 /*
@@ -406,9 +474,9 @@ BscanGather(IndexScanDesc scan, int G)
 			if (d > boundDist)
 				continue;
 			if (haveLower && d <= lowerDist &&
-				(d < lowerDist || ItemPointerCompare(tid, &lowerTid) <= 0))
+				(d < lowerDist || BscanTidCmp(tid, &lowerTid) <= 0))
 				continue;
-			if (d == boundDist && ItemPointerCompare(tid, &boundTid) > 0)
+			if (d == boundDist && BscanTidCmp(tid, &boundTid) > 0)
 				continue;
 			c = &so->cands[so->ncands];
 			c->dist = d;
@@ -422,9 +490,7 @@ BscanGather(IndexScanDesc scan, int G)
 		UnlockReleaseBuffer(buf);
 	}
 
-	qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandCmp);
-	if (so->ncands > G)
-		so->ncands = G;
+	BscanCutGather(so, G);
 	if (so->ncands > 0)
 	{
 		so->haveLower = true;
@@ -432,7 +498,7 @@ BscanGather(IndexScanDesc scan, int G)
 		so->lowerTid = so->cands[so->ncands - 1].tid;
 	}
 	if (so->useEstimate)
-		qsort(so->cands, so->ncands, sizeof(BscanCand), BscanCandEstCmp);
+		bscan_sort_est(so->cands, so->ncands);
 	return so->ncands;
 }
 
