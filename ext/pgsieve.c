@@ -8,6 +8,7 @@
 #include "utils/guc.h"
 
 #include "binary_scan/bscan.h"
+#include "sparse_block/sblock.h"
 #include "pgs_kernels.h"
 #include "pgsieve.h"
 
@@ -18,6 +19,7 @@ _PG_init(void)
 {
 	pgs_kernels_init();
 	BscanInit();
+	SblockInit();
 	MarkGUCPrefixReserved("pgsieve");
 }
 

@@ -100,3 +100,16 @@ CREATE OPERATOR CLASS halfvec_cosine_ops FOR TYPE halfvec USING binary_scan AS
 CREATE OPERATOR CLASS bit_hamming_ops DEFAULT FOR TYPE bit USING binary_scan AS
 	OPERATOR 4 <~> (bit, bit) FOR ORDER BY float_ops,
 	FUNCTION 1 binary_scan_bit_support(internal);
+
+-- ---------------------------------------------------------------------------
+-- sparse_block index access method (Seismic) over pgvector's sparsevec
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION sparse_block_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME', 'sparse_block_handler' LANGUAGE C;
+CREATE ACCESS METHOD sparse_block TYPE INDEX HANDLER sparse_block_handler;
+COMMENT ON ACCESS METHOD sparse_block IS
+	'Seismic-style blocked inverted index for learned sparse (SPLADE) and BM25 vectors, ORDER BY emb <#> q';
+
+CREATE OPERATOR CLASS sparsevec_ip_ops DEFAULT FOR TYPE sparsevec USING sparse_block AS
+	OPERATOR 1 <#> (sparsevec, sparsevec) FOR ORDER BY float_ops;

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "bscan.h"
+#include "pgsieve_pages.h"
 
 typedef struct BscanBuildState
 {
@@ -42,21 +43,6 @@ typedef struct BscanBuildState
 
 	MemoryContext tmpCtx;
 } BscanBuildState;
-
-/* Write a page image to a new block at the end of the fork, WAL-logged. */
-static BlockNumber
-BscanAppendPage(Relation index, ForkNumber forkNum, Page image)
-{
-	Buffer		buf = PgsNewBuffer(index, forkNum);
-	BlockNumber blkno = BufferGetBlockNumber(buf);
-	GenericXLogState *state = GenericXLogStart(index);
-	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
-
-	memcpy(page, image, BLCKSZ);
-	GenericXLogFinish(state);
-	UnlockReleaseBuffer(buf);
-	return blkno;
-}
 
 /* Fix the dimensions from the first value (or check against them). */
 static void
@@ -115,7 +101,7 @@ BscanFlushPage(BscanBuildState *bs)
 {
 	if (BscanPageGetOpaque(bs->page)->count == 0)
 		return;
-	bs->lastPage = BscanAppendPage(bs->index, bs->forkNum, bs->page);
+	bs->lastPage = PgsAppendPage(bs->index, bs->forkNum, bs->page);
 	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
 }
 
@@ -196,7 +182,7 @@ BscanWriteThresholds(BscanBuildState *bs)
 		BscanInitPage(page, BSCAN_PAGE_THRESHOLDS);
 		memcpy(PageGetContents(page), stats + done, sizeof(float) * n);
 		((PageHeader) page)->pd_lower = (PageGetContents(page) - (char *) page) + sizeof(float) * n;
-		BscanAppendPage(bs->index, bs->forkNum, page);
+		PgsAppendPage(bs->index, bs->forkNum, page);
 		bs->info.thresholdPages++;
 		done += n;
 	}
@@ -264,7 +250,7 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	/* block 0: a placeholder meta page, rewritten at the end */
 	BscanWriteMetaPage((Page) metabuf.data, &bs.info);
-	BscanAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
+	PgsAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
 
 	if (bs.info.quantizer == BSCAN_QUANTIZER_MEAN)
 	{

@@ -52,6 +52,7 @@
 
 #include "bscan.h"
 #include "pgs_kernels.h"
+#include "pgsieve_pages.h"
 
 typedef struct BscanCand
 {
@@ -647,25 +648,9 @@ bscangettuple(IndexScanDesc scan, ScanDirection dir)
 	scan->xs_orderbyvals[0] = Float8GetDatum(r->dist);
 	scan->xs_orderbynulls[0] = r->isnull;
 
-	/*
-	 * The planner may choose an index-only scan when a query needs no column
-	 * at all (SELECT count(*) with sequential scans disabled).  We cannot
-	 * return the indexed value, only a tuple that says nothing.
-	 */
+	/* we cannot return the indexed value, only a tuple that says nothing */
 	if (scan->xs_want_itup)
-	{
-		if (so->nullItup == NULL)
-		{
-			Datum		values[1] = {(Datum) 0};
-			bool		isnull[1] = {true};
-			MemoryContext old = MemoryContextSwitchTo(so->scanCtx);
-
-			so->nullItup = index_form_tuple(RelationGetDescr(scan->indexRelation), values, isnull);
-			MemoryContextSwitchTo(old);
-		}
-		scan->xs_itup = so->nullItup;
-		scan->xs_itupdesc = RelationGetDescr(scan->indexRelation);
-	}
+		PgsSetNullIndexTuple(scan, &so->nullItup, so->scanCtx);
 	return true;
 }
 

@@ -1,0 +1,173 @@
+/*
+ * sblock.c — sparse_block's handler, reloptions, GUCs and cost estimate.
+ */
+#include "postgres.h"
+
+#include <float.h>
+
+#include "access/amapi.h"
+#include "access/reloptions.h"
+#include "commands/vacuum.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "utils/guc.h"
+#include "utils/selfuncs.h"
+
+#include "sblock.h"
+
+int			sblock_query_cut = SBLOCK_DEFAULT_QUERY_CUT;
+double		sblock_heap_factor = SBLOCK_DEFAULT_HEAP_FACTOR;
+int			sblock_top_k = SBLOCK_DEFAULT_TOP_K;
+
+static relopt_kind sblock_relopt_kind;
+
+void
+SblockInit(void)
+{
+	sblock_relopt_kind = add_reloption_kind();
+	add_int_reloption(sblock_relopt_kind, "n_postings",
+					  "Average posting-list length kept by static pruning (Seismic's n_postings)",
+					  SBLOCK_DEFAULT_N_POSTINGS, 1, INT_MAX, AccessExclusiveLock);
+	add_real_reloption(sblock_relopt_kind, "centroid_fraction",
+					   "Blocks per posting as a fraction of the list length",
+					   SBLOCK_DEFAULT_CENTROID_FRACTION, 0.0001, 1.0, AccessExclusiveLock);
+	add_real_reloption(sblock_relopt_kind, "summary_energy",
+					   "Fraction of a block summary's mass kept (alpha)",
+					   SBLOCK_DEFAULT_SUMMARY_ENERGY, 0.01, 1.0, AccessExclusiveLock);
+	add_real_reloption(sblock_relopt_kind, "max_fraction",
+					   "A posting list holds at most n_postings x max_fraction entries",
+					   SBLOCK_DEFAULT_MAX_FRACTION, 0.01, 1e9, AccessExclusiveLock);
+	add_int_reloption(sblock_relopt_kind, "min_cluster_size",
+					  "Clusters of at most this many documents are dissolved",
+					  SBLOCK_DEFAULT_MIN_CLUSTER_SIZE, 0, INT_MAX, AccessExclusiveLock);
+	add_int_reloption(sblock_relopt_kind, "doc_cut",
+					  "Components of a document used to assign it to a cluster",
+					  SBLOCK_DEFAULT_DOC_CUT, 1, SBLOCK_MAX_NNZ, AccessExclusiveLock);
+
+	DefineCustomIntVariable("pgsieve.sparse_query_cut",
+							"Query terms whose posting lists a sparse_block scan visits (0: all).",
+							NULL, &sblock_query_cut, SBLOCK_DEFAULT_QUERY_CUT, 0, SBLOCK_MAX_NNZ,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("pgsieve.sparse_heap_factor",
+							 "A block is skipped when its summary score is below heap_factor x the k-th best score (0: never skip).",
+							 NULL, &sblock_heap_factor, SBLOCK_DEFAULT_HEAP_FACTOR, 0.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgsieve.sparse_top_k",
+							"Rows a sparse_block scan ranks per round (the k of its internal top-k).",
+							"Set it to the query's LIMIT; if more rows are wanted, later rounds double it.",
+							&sblock_top_k, SBLOCK_DEFAULT_TOP_K, 1, 1000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+static bytea *
+sblockoptions(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt tab[] = {
+		{"n_postings", RELOPT_TYPE_INT, offsetof(SblockOptions, nPostings)},
+		{"centroid_fraction", RELOPT_TYPE_REAL, offsetof(SblockOptions, centroidFraction)},
+		{"summary_energy", RELOPT_TYPE_REAL, offsetof(SblockOptions, summaryEnergy)},
+		{"max_fraction", RELOPT_TYPE_REAL, offsetof(SblockOptions, maxFraction)},
+		{"min_cluster_size", RELOPT_TYPE_INT, offsetof(SblockOptions, minClusterSize)},
+		{"doc_cut", RELOPT_TYPE_INT, offsetof(SblockOptions, docCut)},
+	};
+
+	return (bytea *) build_reloptions(reloptions, validate, sblock_relopt_kind,
+									  sizeof(SblockOptions), tab, lengthof(tab));
+}
+
+/*
+ * Cost: a scan reads a few posting lists and scores the documents of the
+ * blocks it does not skip, plus the unclustered tail; call it a small
+ * fraction of the table, all of it before the first row.
+ */
+static void
+sblockcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+				   Cost *indexStartupCost, Cost *indexTotalCost,
+				   Selectivity *indexSelectivity, double *indexCorrelation,
+				   double *indexPages)
+{
+	IndexOptInfo *index = path->indexinfo;
+	double		tuples = Max(index->tuples, 1);
+	double		pages = Max(index->pages, 1);
+	double		visited = Min(tuples, 2000 + tuples * 0.02);
+
+	if (path->indexorderbys == NIL)
+	{
+		*indexStartupCost = DBL_MAX;
+		*indexTotalCost = DBL_MAX;
+		*indexSelectivity = 0;
+		*indexCorrelation = 0;
+		*indexPages = 0;
+		return;
+	}
+	*indexStartupCost = visited * (cpu_index_tuple_cost + 10 * cpu_operator_cost) +
+		Min(pages, visited) * random_page_cost * 0.1;
+	*indexTotalCost = *indexStartupCost + tuples * cpu_index_tuple_cost * 0.01;
+	*indexSelectivity = 1.0;
+	*indexCorrelation = 0;
+	*indexPages = Min(pages, visited);
+}
+
+static bool
+sblockvalidate(Oid opclassoid)
+{
+	return true;
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(sparse_block_handler);
+Datum
+sparse_block_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+
+	amroutine->amstrategies = 0;
+	amroutine->amsupport = 0;
+	amroutine->amoptsprocnum = 0;
+	amroutine->amcanorder = false;
+	amroutine->amcanorderbyop = true;
+	amroutine->amcanbackward = false;
+	amroutine->amcanunique = false;
+	amroutine->amcanmulticol = false;
+	amroutine->amoptionalkey = true;
+	amroutine->amsearcharray = false;
+	amroutine->amsearchnulls = false;
+	amroutine->amstorage = false;
+	amroutine->amclusterable = false;
+	amroutine->ampredlocks = false;
+	amroutine->amcanparallel = false;
+#if PG_VERSION_NUM >= 170000
+	amroutine->amcanbuildparallel = false;
+#endif
+	amroutine->amcaninclude = false;
+	amroutine->amusemaintenanceworkmem = true;
+#if PG_VERSION_NUM >= 160000
+	amroutine->amsummarizing = false;
+#endif
+	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
+	amroutine->amkeytype = InvalidOid;
+
+	amroutine->ambuild = sblockbuild;
+	amroutine->ambuildempty = sblockbuildempty;
+	amroutine->aminsert = sblockinsert;
+	amroutine->ambulkdelete = sblockbulkdelete;
+	amroutine->amvacuumcleanup = sblockvacuumcleanup;
+	amroutine->amcanreturn = NULL;
+	amroutine->amcostestimate = sblockcostestimate;
+	amroutine->amoptions = sblockoptions;
+	amroutine->amproperty = NULL;
+	amroutine->ambuildphasename = NULL;
+	amroutine->amvalidate = sblockvalidate;
+	amroutine->amadjustmembers = NULL;
+	amroutine->ambeginscan = sblockbeginscan;
+	amroutine->amrescan = sblockrescan;
+	amroutine->amgettuple = sblockgettuple;
+	amroutine->amgetbitmap = NULL;
+	amroutine->amendscan = sblockendscan;
+	amroutine->ammarkpos = NULL;
+	amroutine->amrestrpos = NULL;
+	amroutine->amestimateparallelscan = NULL;
+	amroutine->aminitparallelscan = NULL;
+	amroutine->amparallelrescan = NULL;
+
+	PG_RETURN_POINTER(amroutine);
+}

@@ -1,0 +1,242 @@
+/*
+ * sblock.h — the sparse_block index access method: a Seismic-style blocked
+ * inverted index over pgvector's sparsevec, answering ORDER BY emb <#> q.
+ *
+ * The index is a set of byte streams laid over index pages:
+ *   forward stream   every document: heap TID, flags, ordinal, nnz, indices,
+ *                    values — what exact scores are computed from;
+ *   posting stream   per term, its statically pruned posting list cut into
+ *                    blocks (clusters of similar documents), each with an
+ *                    8-bit quantized alpha-mass summary (coordinate-wise max
+ *                    of the block's documents) and its postings
+ *                    (ordinal, forward offset);
+ *   directory        sorted (term, list offset, list bytes) entries;
+ *   tail stream      documents inserted after the build, unclustered and
+ *                    scored exhaustively by every scan; REINDEX clusters them.
+ * Block 0 is the meta page.  The first four are written once by the build
+ * (contiguous block ranges); the tail grows at the end of the relation.
+ *
+ * A stream page holds SBLOCK_PAGE_BYTES bytes of its stream in its contents;
+ * a record may span pages, but a document's 16-byte header never does, so
+ * VACUUM can flag a document by changing one page.
+ */
+#ifndef SBLOCK_H
+#define SBLOCK_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/reloptions.h"
+#include "nodes/execnodes.h"
+#include "storage/bufpage.h"
+#include "utils/relcache.h"
+
+#include "pgsieve_compat.h"
+
+#define SBLOCK_MAGIC			0x53424c31	/* "SBL1" */
+#define SBLOCK_VERSION			1
+#define SBLOCK_METAPAGE_BLKNO	0
+
+#define SBLOCK_PAGE_META		1
+#define SBLOCK_PAGE_STREAM		2
+
+/* usable bytes of a stream page */
+#define SBLOCK_PAGE_BYTES \
+	((int) (BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(SblockPageOpaqueData))))
+
+/* document flags */
+#define SBLOCK_DOC_DELETED		0x01
+
+/* pgvector's sparsevec limits */
+#define SBLOCK_MAX_NNZ			16000
+
+/* reloption defaults (Seismic's) */
+#define SBLOCK_DEFAULT_N_POSTINGS		3500
+#define SBLOCK_DEFAULT_CENTROID_FRACTION 0.1
+#define SBLOCK_DEFAULT_SUMMARY_ENERGY	0.4
+#define SBLOCK_DEFAULT_MAX_FRACTION		1.5
+#define SBLOCK_DEFAULT_MIN_CLUSTER_SIZE	2
+#define SBLOCK_DEFAULT_DOC_CUT			15
+
+/* GUC defaults */
+#define SBLOCK_DEFAULT_QUERY_CUT		10
+#define SBLOCK_DEFAULT_HEAP_FACTOR		0.8
+#define SBLOCK_DEFAULT_TOP_K			10
+
+typedef struct SblockPageOpaqueData
+{
+	uint16		kind;
+	uint16		unused;
+	uint32		unused2;
+} SblockPageOpaqueData;
+
+typedef SblockPageOpaqueData *SblockPageOpaque;
+
+#define SblockPageGetOpaque(page) ((SblockPageOpaque) PageGetSpecialPointer(page))
+
+/* a stream: a contiguous range of blocks (the tail's range is open-ended) */
+typedef struct SblockStream
+{
+	BlockNumber start;
+	uint64		bytes;
+} SblockStream;
+
+typedef struct SblockMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	int32		dim;			/* sparsevec dimensions, 0 until known */
+	uint32		ndocs;			/* documents of the build (ordinals 0 .. ndocs-1) */
+	uint32		nterms;			/* directory entries */
+	uint32		tailDocs;		/* documents in the tail (ordinals ndocs ..) */
+	SblockStream forward;
+	SblockStream postings;
+	SblockStream directory;
+	SblockStream tail;			/* tail.start: first block after the build */
+	/* build parameters, for the record */
+	int32		nPostings;
+	float4		centroidFraction;
+	float4		summaryEnergy;
+	float4		maxFraction;
+	int32		minClusterSize;
+	int32		docCut;
+} SblockMetaPageData;
+
+typedef SblockMetaPageData *SblockMetaPage;
+
+#define SblockPageGetMeta(page) ((SblockMetaPage) PageGetContents(page))
+
+/* the fixed part of a document record in the forward and tail streams */
+typedef struct SblockDocHeader
+{
+	ItemPointerData tid;
+	uint8		flags;
+	uint8		unused;
+	uint32		ordinal;
+	uint32		nnz;
+	/* then int32 indices[nnz], float4 values[nnz] */
+} SblockDocHeader;
+
+#define SBLOCK_DOC_HEADER_SIZE	16
+#define SblockDocBytes(nnz)		MAXALIGN(SBLOCK_DOC_HEADER_SIZE + (Size) (nnz) * 8)
+
+/* a directory entry */
+typedef struct SblockDirEntry
+{
+	uint32		term;
+	uint32		bytes;			/* length of the list in the posting stream */
+	uint64		offset;			/* where it starts */
+} SblockDirEntry;
+
+/* posting list layout: SblockListHeader, then nblocks blocks */
+typedef struct SblockListHeader
+{
+	uint32		nblocks;
+	uint32		npostings;
+} SblockListHeader;
+
+/*
+ * block layout: SblockBlockHeader, uint32 comps[ncomp], uint8 codes[ncomp]
+ * padded to 4 bytes, SblockPosting postings[ndocs]
+ */
+typedef struct SblockBlockHeader
+{
+	uint32		ndocs;
+	uint32		ncomp;
+	float4		min;
+	float4		step;
+} SblockBlockHeader;
+
+typedef struct SblockPosting
+{
+	uint32		ordinal;
+	uint32		offset8;		/* forward stream offset / 8 */
+} SblockPosting;
+
+#define SblockBlockBytes(ncomp, ndocs) \
+	(sizeof(SblockBlockHeader) + sizeof(uint32) * (ncomp) + TYPEALIGN(4, (ncomp)) + \
+	 sizeof(SblockPosting) * (ndocs))
+
+typedef struct SblockOptions
+{
+	int32		vl_len_;
+	int			nPostings;
+	double		centroidFraction;
+	double		summaryEnergy;
+	double		maxFraction;
+	int			minClusterSize;
+	int			docCut;
+} SblockOptions;
+
+/* a document in memory */
+typedef struct SblockDoc
+{
+	ItemPointerData tid;
+	uint8		flags;
+	uint32		ordinal;
+	int			nnz;
+	int32	   *indices;
+	float	   *values;
+} SblockDoc;
+
+/* GUCs */
+extern int	sblock_query_cut;
+extern double sblock_heap_factor;
+extern int	sblock_top_k;
+
+/* sblock.c */
+extern void SblockInit(void);
+
+/* sblockutils.c: stream I/O */
+typedef struct SblockWriter
+{
+	Relation	index;
+	ForkNumber	forkNum;
+	BlockNumber start;
+	BlockNumber npages;
+	uint64		bytes;			/* written so far */
+	char	   *page;			/* local page being filled */
+} SblockWriter;
+
+typedef struct SblockReader
+{
+	Relation	index;
+	Buffer		buf;			/* pinned page of the last read, or Invalid */
+	BlockNumber blkno;
+} SblockReader;
+
+extern void SblockInitPage(Page page, uint16 kind);
+extern void SblockWriterBegin(SblockWriter *w, Relation index, ForkNumber forkNum);
+extern uint64 SblockWriterAlignDoc(SblockWriter *w);
+extern void SblockWriterWrite(SblockWriter *w, const void *data, Size len);
+extern void SblockWriterPad(SblockWriter *w, Size align);
+extern void SblockWriterEnd(SblockWriter *w, SblockStream *stream);
+extern void SblockReaderInit(SblockReader *r, Relation index);
+extern void SblockReaderRead(SblockReader *r, const SblockStream *s, uint64 offset, void *dst, Size len);
+extern void SblockReaderEnd(SblockReader *r);
+extern uint64 SblockDocAlign(uint64 offset);
+
+extern void SblockReadMeta(Relation index, SblockMetaPageData *meta);
+extern void SblockWriteMetaPage(Page page, const SblockMetaPageData *meta);
+extern int	SblockCheckValue(Datum value, int dim, SblockDoc *doc);
+extern float SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float *bx, int bn);
+extern bool SblockReadDoc(SblockReader *r, const SblockStream *s, uint64 offset, SblockDoc *doc,
+						  Size *bufsize, char **buf);
+
+/* the AM's callbacks */
+extern IndexBuildResult *sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void sblockbuildempty(Relation index);
+extern bool sblockinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
+						 Relation heap, IndexUniqueCheck checkUnique,
+						 bool indexUnchanged,
+						 IndexInfo *indexInfo);
+extern IndexBulkDeleteResult *sblockbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+											   IndexBulkDeleteCallback callback, void *callback_state);
+extern IndexBulkDeleteResult *sblockvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
+extern IndexScanDesc sblockbeginscan(Relation index, int nkeys, int norderbys);
+extern void sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys);
+extern bool sblockgettuple(IndexScanDesc scan, ScanDirection dir);
+extern void sblockendscan(IndexScanDesc scan);
+
+#endif							/* SBLOCK_H */

@@ -1,0 +1,850 @@
+/*
+ * sblockbuild.c — building a sparse_block index (Seismic, SIGIR'24).
+ *
+ * 1. Load every document into memory (refusing to pass maintenance_work_mem)
+ *    and write the forward stream.
+ * 2. Posting lists over dense term ids, in document order.
+ * 3. Static pruning, Seismic's "global threshold" variant: keep the globally
+ *    largest dim x n_postings entries, and at most n_postings x max_fraction
+ *    per list.
+ * 4. Blocking: per list, a shallow random k-means: centroid_fraction x len
+ *    documents of the list are sampled as centroids; each document joins the
+ *    centroid with the largest dot product between the document's doc_cut
+ *    largest components and the centroid's full vector (computed through a
+ *    small inverted index over the centroids); clusters of at most
+ *    min_cluster_size documents are dissolved into the best survivor.
+ * 5. Block summaries: the coordinate-wise max over the block's full document
+ *    vectors, cut to the shortest prefix (by value) holding summary_energy of
+ *    its mass, quantized to 8 bits with one min/step per summary.
+ * 6. The posting stream, the term directory, and the meta page.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "pgsieve_pages.h"
+#include "sblock.h"
+
+typedef struct SblockBuildState
+{
+	Relation	index;
+	SblockMetaPageData meta;
+	MemoryContext docsCtx;
+	MemoryContext tmpCtx;
+	SblockDoc  *docs;
+	int			ndocs;
+	int			capDocs;
+	Size		memUsed;
+	Size		memLimit;
+	double		indtuples;
+} SblockBuildState;
+
+/* the build's posting lists: CSR over dense term ids */
+typedef struct SblockLists
+{
+	int			nterms;			/* distinct terms */
+	int32	   *terms;			/* dense id -> term id (ascending) */
+	int32	  **dense;			/* per document: dense ids of its components */
+	int64	   *start;			/* per term: first posting, nterms + 1 entries */
+	uint32	   *docOf;			/* posting -> ordinal */
+	float	   *valOf;			/* posting -> value */
+} SblockLists;
+
+static uint64
+SplitMix64(uint64 *state)
+{
+	uint64		z = (*state += UINT64CONST(0x9E3779B97F4A7C15));
+
+	z = (z ^ (z >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64CONST(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+static void
+SblockBuildCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
+					bool tupleIsAlive, void *state)
+{
+	SblockBuildState *bs = (SblockBuildState *) state;
+	MemoryContext old;
+	SblockDoc	v;
+	SblockDoc  *d;
+	int			dim;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpCtx);
+	dim = SblockCheckValue(values[0], bs->meta.dim, &v);
+	if (bs->meta.dim == 0)
+		bs->meta.dim = dim;
+
+	MemoryContextSwitchTo(bs->docsCtx);
+	if (bs->ndocs == bs->capDocs)
+	{
+		bs->capDocs = bs->capDocs ? bs->capDocs * 2 : 1024;
+		bs->docs = bs->docs ? repalloc_huge(bs->docs, sizeof(SblockDoc) * bs->capDocs)
+			: palloc_extended(sizeof(SblockDoc) * bs->capDocs, MCXT_ALLOC_HUGE);
+	}
+	if (bs->ndocs >= (int) (PG_UINT32_MAX / 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("sparse_block index supports at most %u documents", PG_UINT32_MAX / 2)));
+	d = &bs->docs[bs->ndocs];
+	d->tid = *tid;
+	d->flags = 0;
+	d->ordinal = bs->ndocs;
+	d->nnz = v.nnz;
+	d->indices = palloc(sizeof(int32) * Max(v.nnz, 1));
+	d->values = palloc(sizeof(float) * Max(v.nnz, 1));
+	memcpy(d->indices, v.indices, sizeof(int32) * v.nnz);
+	memcpy(d->values, v.values, sizeof(float) * v.nnz);
+	bs->ndocs++;
+	bs->indtuples += 1;
+
+	/* the documents, their dense ids and their postings: ~20 bytes a component */
+	bs->memUsed += sizeof(SblockDoc) + 64 + (Size) v.nnz * 20;
+	if (bs->memUsed > bs->memLimit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("sparse_block build needs more than maintenance_work_mem (%zu kB) after %d documents",
+						bs->memLimit / 1024, bs->ndocs),
+				 errhint("Raise maintenance_work_mem for this CREATE INDEX or REINDEX.")));
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(bs->tmpCtx);
+}
+
+/* Write every document to the forward stream; returns their offsets. */
+static uint64 *
+SblockWriteForward(SblockBuildState *bs)
+{
+	SblockWriter w;
+	uint64	   *offsets = palloc_extended(sizeof(uint64) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+
+	SblockWriterBegin(&w, bs->index, MAIN_FORKNUM);
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		SblockDoc  *d = &bs->docs[i];
+		SblockDocHeader hdr;
+
+		CHECK_FOR_INTERRUPTS();
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.tid = d->tid;
+		hdr.ordinal = d->ordinal;
+		hdr.nnz = d->nnz;
+		offsets[i] = SblockWriterAlignDoc(&w);
+		SblockWriterWrite(&w, &hdr, SBLOCK_DOC_HEADER_SIZE);
+		SblockWriterWrite(&w, d->indices, sizeof(int32) * d->nnz);
+		SblockWriterWrite(&w, d->values, sizeof(float) * d->nnz);
+	}
+	SblockWriterPad(&w, 8);
+	SblockWriterEnd(&w, &bs->meta.forward);
+	return offsets;
+}
+
+static int
+CmpInt32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* Dense term ids and the CSR posting lists, documents in ordinal order. */
+static void
+SblockBuildLists(SblockBuildState *bs, SblockLists *L)
+{
+	int64		total = 0;
+	int32	   *all;
+	int64	   *fill;
+	int			n = 0;
+
+	for (int i = 0; i < bs->ndocs; i++)
+		total += bs->docs[i].nnz;
+	all = palloc_extended(sizeof(int32) * Max(total, 1), MCXT_ALLOC_HUGE);
+	total = 0;
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		memcpy(all + total, bs->docs[i].indices, sizeof(int32) * bs->docs[i].nnz);
+		total += bs->docs[i].nnz;
+	}
+	qsort(all, total, sizeof(int32), CmpInt32);
+	for (int64 i = 0; i < total; i++)
+		if (n == 0 || all[n - 1] != all[i])
+			all[n++] = all[i];
+	L->nterms = n;
+	L->terms = all;
+
+	L->start = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	L->dense = palloc_extended(sizeof(int32 *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		SblockDoc  *d = &bs->docs[i];
+
+		L->dense[i] = palloc(sizeof(int32) * Max(d->nnz, 1));
+		for (int c = 0; c < d->nnz; c++)
+		{
+			int32	   *hit = bsearch(&d->indices[c], L->terms, n, sizeof(int32), CmpInt32);
+
+			L->dense[i][c] = (int32) (hit - L->terms);
+			L->start[L->dense[i][c] + 1]++;
+		}
+	}
+	for (int t = 0; t < n; t++)
+		L->start[t + 1] += L->start[t];
+
+	L->docOf = palloc_extended(sizeof(uint32) * Max(total, 1), MCXT_ALLOC_HUGE);
+	L->valOf = palloc_extended(sizeof(float) * Max(total, 1), MCXT_ALLOC_HUGE);
+	fill = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
+	memcpy(fill, L->start, sizeof(int64) * (n + 1));
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		SblockDoc  *d = &bs->docs[i];
+
+		for (int c = 0; c < d->nnz; c++)
+		{
+			int64		p = fill[L->dense[i][c]]++;
+
+			L->docOf[p] = (uint32) i;
+			L->valOf[p] = d->values[c];
+		}
+	}
+	pfree(fill);
+}
+
+/* the k-th largest of n floats (k >= 1), by quickselect on a copy */
+static float
+KthLargest(const float *values, int64 n, int64 k)
+{
+	float	   *a = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	int64		lo = 0,
+				hi = n - 1;
+	float		result;
+
+	memcpy(a, values, sizeof(float) * n);
+	k = k - 1;					/* index in descending order */
+	while (lo < hi)
+	{
+		float		pivot = a[lo + (hi - lo) / 2];
+		int64		i = lo,
+					j = hi;
+
+		while (i <= j)
+		{
+			while (a[i] > pivot)
+				i++;
+			while (a[j] < pivot)
+				j--;
+			if (i <= j)
+			{
+				float		t = a[i];
+
+				a[i] = a[j];
+				a[j] = t;
+				i++;
+				j--;
+			}
+		}
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			break;
+	}
+	result = a[k];
+	pfree(a);
+	return result;
+}
+
+typedef struct ValPos
+{
+	float		value;
+	uint32		doc;
+} ValPos;
+
+static int
+CmpValPosDesc(const void *a, const void *b)
+{
+	const ValPos *x = a;
+	const ValPos *y = b;
+
+	if (x->value != y->value)
+		return x->value > y->value ? -1 : 1;
+	return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+static int
+CmpUint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Static pruning of list t (see the file comment); returns the kept
+ * documents, ascending, in *docs.
+ */
+static int
+SblockPruneList(const SblockLists *L, int t, float threshold, int cap, uint32 *docs)
+{
+	int64		s = L->start[t];
+	int			len = (int) (L->start[t + 1] - s);
+	int			n = 0;
+	ValPos	   *vp = palloc(sizeof(ValPos) * Max(len, 1));
+
+	for (int i = 0; i < len; i++)
+		if (L->valOf[s + i] >= threshold)
+		{
+			vp[n].value = L->valOf[s + i];
+			vp[n].doc = L->docOf[s + i];
+			n++;
+		}
+	if (n > cap)
+	{
+		qsort(vp, n, sizeof(ValPos), CmpValPosDesc);
+		n = cap;
+	}
+	for (int i = 0; i < n; i++)
+		docs[i] = vp[i].doc;
+	qsort(docs, n, sizeof(uint32), CmpUint32);
+	pfree(vp);
+	return n;
+}
+
+/* scratch shared by the per-list steps, sized once for the whole build */
+typedef struct SblockScratch
+{
+	int32	   *termHead;		/* dense term -> first centroid entry, or -1 */
+	int32	   *touchedTerms;
+	float	   *acc;			/* dense term -> running max (summaries) */
+	int32	   *accTouched;
+	float	   *score;			/* centroid -> dot product */
+	int32	   *scoreTouched;
+	int		   *assign;			/* position in list -> centroid */
+	int		   *clusterSize;
+	bool	   *alive;
+	int		  **topcut;			/* per document: its doc_cut largest components */
+	int		   *topcutN;
+} SblockScratch;
+
+typedef struct CentroidEntry
+{
+	int			centroid;
+	float		value;
+	int32		next;
+} CentroidEntry;
+
+/* A document's doc_cut largest components, as positions into its arrays. */
+static void
+SblockTopCut(const SblockDoc *d, int docCut, int *out, int *nout)
+{
+	ValPos	   *vp = palloc(sizeof(ValPos) * Max(d->nnz, 1));
+	int			n = Min(docCut, d->nnz);
+
+	for (int c = 0; c < d->nnz; c++)
+	{
+		vp[c].value = d->values[c];
+		vp[c].doc = c;
+	}
+	qsort(vp, d->nnz, sizeof(ValPos), CmpValPosDesc);
+	for (int i = 0; i < n; i++)
+		out[i] = (int) vp[i].doc;
+	*nout = n;
+	pfree(vp);
+}
+
+/*
+ * The best centroid for document doc among those still alive: the largest
+ * dot product of its top components with the centroids' full vectors.
+ */
+static int
+SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
+				   const CentroidEntry *entries, uint32 doc, int firstAlive)
+{
+	const SblockDoc *d = &bs->docs[doc];
+	int			nt = 0;
+	int			best = -1;
+	float		bestScore = 0;
+
+	for (int i = 0; i < S->topcutN[doc]; i++)
+	{
+		int			c = S->topcut[doc][i];
+		float		dv = d->values[c];
+
+		for (int32 e = S->termHead[L->dense[doc][c]]; e >= 0; e = entries[e].next)
+		{
+			int			j = entries[e].centroid;
+
+			if (!S->alive[j])
+				continue;
+			if (S->score[j] == 0)
+				S->scoreTouched[nt++] = j;
+			S->score[j] += dv * entries[e].value;
+		}
+	}
+	for (int i = 0; i < nt; i++)
+	{
+		int			j = S->scoreTouched[i];
+
+		if (best < 0 || S->score[j] > bestScore || (S->score[j] == bestScore && j < best))
+		{
+			best = j;
+			bestScore = S->score[j];
+		}
+		S->score[j] = 0;
+	}
+	return best >= 0 ? best : firstAlive;
+}
+
+/*
+ * Random k-means over the n documents of a list: fills S->assign and
+ * returns the number of centroids.
+ */
+static int
+SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
+				  const uint32 *docs, int n, int32 term, const SblockOptions *opts,
+				  uint32 **centroidDocs)
+{
+	int			nc = Max(1, (int) floor(opts->centroidFraction * n));
+	uint32	   *pool;
+	uint64		rng = UINT64CONST(1142) ^ ((uint64) (uint32) term * UINT64CONST(0x9E3779B97F4A7C15));
+	CentroidEntry *entries;
+	int			nentries = 0;
+	int			ntouched = 0;
+	int			firstAlive = 0;
+
+	nc = Min(nc, n);
+	/* sample nc documents without replacement: a partial Fisher-Yates */
+	pool = palloc(sizeof(uint32) * (Size) Max(n, 1));
+	for (int i = 0; i < n; i++)
+		pool[i] = docs[i];
+	for (int i = 0; i < nc; i++)
+	{
+		int			j = i + (int) (SplitMix64(&rng) % (uint64) (n - i));
+		uint32		t = pool[i];
+
+		pool[i] = pool[j];
+		pool[j] = t;
+	}
+	*centroidDocs = pool;
+
+	if (nc == 1)
+	{
+		for (int i = 0; i < n; i++)
+			S->assign[i] = 0;
+		return 1;
+	}
+
+	/* the inverted index over the centroids' full vectors */
+	{
+		int64		total = 0;
+
+		for (int j = 0; j < nc; j++)
+			total += bs->docs[pool[j]].nnz;
+		entries = palloc_extended(sizeof(CentroidEntry) * Max(total, 1), MCXT_ALLOC_HUGE);
+	}
+	for (int j = 0; j < nc; j++)
+	{
+		const SblockDoc *cd = &bs->docs[pool[j]];
+
+		for (int c = 0; c < cd->nnz; c++)
+		{
+			int32		dt = L->dense[pool[j]][c];
+
+			if (S->termHead[dt] < 0)
+				S->touchedTerms[ntouched++] = dt;
+			entries[nentries].centroid = j;
+			entries[nentries].value = cd->values[c];
+			entries[nentries].next = S->termHead[dt];
+			S->termHead[dt] = nentries++;
+		}
+		S->alive[j] = true;
+		S->clusterSize[j] = 0;
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], 0);
+		S->clusterSize[S->assign[i]]++;
+	}
+
+	/* dissolve small clusters into the best surviving centroid */
+	{
+		int			survivors = 0;
+
+		for (int j = 0; j < nc; j++)
+		{
+			S->alive[j] = S->clusterSize[j] > opts->minClusterSize;
+			if (S->alive[j])
+			{
+				if (survivors == 0)
+					firstAlive = j;
+				survivors++;
+			}
+		}
+		if (survivors == 0)
+		{
+			for (int i = 0; i < n; i++)
+				S->assign[i] = 0;
+		}
+		else if (survivors < nc)
+		{
+			for (int i = 0; i < n; i++)
+				if (!S->alive[S->assign[i]])
+					S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], firstAlive);
+		}
+	}
+
+	for (int i = 0; i < ntouched; i++)
+		S->termHead[S->touchedTerms[i]] = -1;
+	pfree(entries);
+	return nc;
+}
+
+typedef struct CompVal
+{
+	int32		comp;			/* dense term id */
+	float		value;
+} CompVal;
+
+static int
+CmpCompValDesc(const void *a, const void *b)
+{
+	const CompVal *x = a;
+	const CompVal *y = b;
+
+	if (x->value != y->value)
+		return x->value > y->value ? -1 : 1;
+	return (x->comp > y->comp) - (x->comp < y->comp);
+}
+
+static int
+CmpCompValComp(const void *a, const void *b)
+{
+	const CompVal *x = a;
+	const CompVal *y = b;
+
+	return (x->comp > y->comp) - (x->comp < y->comp);
+}
+
+/* Write one block: its quantized alpha-mass summary and its postings. */
+static void
+SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *bs,
+				 SblockScratch *S, const uint32 *blockDocs, int ndocs,
+				 const uint64 *offsets, double energy)
+{
+	int			nt = 0;
+	CompVal    *cv;
+	double		mass = 0,
+				run = 0;
+	int			keep = 0;
+	float		min,
+				max,
+				step;
+	SblockBlockHeader hdr;
+
+	for (int i = 0; i < ndocs; i++)
+	{
+		const SblockDoc *d = &bs->docs[blockDocs[i]];
+
+		for (int c = 0; c < d->nnz; c++)
+		{
+			int32		dt = L->dense[blockDocs[i]][c];
+
+			if (S->acc[dt] == 0)
+			{
+				if (d->values[c] == 0)
+					continue;
+				S->accTouched[nt++] = dt;
+			}
+			if (d->values[c] > S->acc[dt])
+				S->acc[dt] = d->values[c];
+		}
+	}
+	cv = palloc(sizeof(CompVal) * Max(nt, 1));
+	for (int i = 0; i < nt; i++)
+	{
+		cv[i].comp = S->accTouched[i];
+		cv[i].value = S->acc[S->accTouched[i]];
+		mass += cv[i].value;
+		S->acc[S->accTouched[i]] = 0;
+	}
+
+	/* the shortest prefix by value reaching energy x mass, the crossing one included */
+	qsort(cv, nt, sizeof(CompVal), CmpCompValDesc);
+	while (keep < nt && (keep == 0 || run < energy * mass))
+		run += cv[keep++].value;
+	qsort(cv, keep, sizeof(CompVal), CmpCompValComp);
+
+	min = max = keep > 0 ? cv[0].value : 0;
+	for (int i = 1; i < keep; i++)
+	{
+		min = Min(min, cv[i].value);
+		max = Max(max, cv[i].value);
+	}
+	step = (max - min) / 255.0f;
+
+	hdr.ndocs = ndocs;
+	hdr.ncomp = keep;
+	hdr.min = min;
+	hdr.step = step;
+	SblockWriterWrite(w, &hdr, sizeof(hdr));
+	for (int i = 0; i < keep; i++)
+	{
+		uint32		term = (uint32) L->terms[cv[i].comp];
+
+		SblockWriterWrite(w, &term, sizeof(uint32));
+	}
+	for (int i = 0; i < keep; i++)
+	{
+		/* step 0 (all equal) would divide by zero: every code is then 0 */
+		uint8		code = step > 0 ? (uint8) Min(255.0f, rintf((cv[i].value - min) / step)) : 0;
+
+		SblockWriterWrite(w, &code, 1);
+	}
+	SblockWriterPad(w, 4);
+	for (int i = 0; i < ndocs; i++)
+	{
+		SblockPosting p;
+
+		p.ordinal = blockDocs[i];
+		p.offset8 = (uint32) (offsets[blockDocs[i]] / 8);
+		SblockWriterWrite(w, &p, sizeof(p));
+	}
+	pfree(cv);
+}
+
+/* Steps 3 to 6: prune, block, summarize and write every list, then the directory. */
+static void
+SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *offsets,
+					const SblockOptions *opts)
+{
+	SblockWriter w;
+	SblockWriter dw;
+	SblockScratch S;
+	int64		total = L->start[L->nterms];
+	int			cap = (int) Min((double) INT_MAX, Max(1.0, floor(opts->nPostings * opts->maxFraction)));
+	double		budget = (double) bs->meta.dim * opts->nPostings;
+	float		threshold = -1.0f;
+	int			maxLen = 0;
+	uint32	   *docs;
+	uint32	   *blockDocs;
+
+	if ((double) total > budget)
+		threshold = KthLargest(L->valOf, total, (int64) budget);
+
+	for (int t = 0; t < L->nterms; t++)
+		maxLen = Max(maxLen, (int) (L->start[t + 1] - L->start[t]));
+
+	S.termHead = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	for (int t = 0; t < L->nterms; t++)
+		S.termHead[t] = -1;
+	S.touchedTerms = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	S.acc = palloc_extended(sizeof(float) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S.accTouched = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	S.score = palloc0(sizeof(float) * Max(maxLen, 1));
+	S.scoreTouched = palloc(sizeof(int32) * Max(maxLen, 1));
+	S.assign = palloc(sizeof(int) * Max(maxLen, 1));
+	S.clusterSize = palloc(sizeof(int) * Max(maxLen, 1));
+	S.alive = palloc(sizeof(bool) * Max(maxLen, 1));
+	S.topcut = palloc_extended(sizeof(int *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	S.topcutN = palloc_extended(sizeof(int) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		S.topcut[i] = palloc(sizeof(int) * Max(Min(opts->docCut, bs->docs[i].nnz), 1));
+		SblockTopCut(&bs->docs[i], opts->docCut, S.topcut[i], &S.topcutN[i]);
+	}
+	docs = palloc(sizeof(uint32) * Max(maxLen, 1));
+	blockDocs = palloc(sizeof(uint32) * Max(maxLen, 1));
+
+	SblockWriterBegin(&w, bs->index, MAIN_FORKNUM);
+	/* directory entries are collected in memory (16 bytes a term), written after */
+	{
+		SblockDirEntry *dir = palloc_extended(sizeof(SblockDirEntry) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+		int			ndir = 0;
+
+		for (int t = 0; t < L->nterms; t++)
+		{
+			int			n = SblockPruneList(L, t, threshold, cap, docs);
+			uint32	   *centroids;
+			int			nc;
+			SblockListHeader lh;
+			uint64		begin;
+
+			CHECK_FOR_INTERRUPTS();
+			if (n == 0)
+				continue;
+			nc = SblockClusterList(L, bs, &S, docs, n, L->terms[t], opts, &centroids);
+
+			SblockWriterPad(&w, 8);
+			begin = w.bytes;
+			/* blocks are the non-empty clusters */
+			lh.nblocks = 0;
+			for (int j = 0; j < nc; j++)
+				S.clusterSize[j] = 0;
+			for (int i = 0; i < n; i++)
+				S.clusterSize[S.assign[i]]++;
+			for (int j = 0; j < nc; j++)
+				if (S.clusterSize[j] > 0)
+					lh.nblocks++;
+			lh.npostings = n;
+			SblockWriterWrite(&w, &lh, sizeof(lh));
+
+			/* blocks in centroid order, documents ascending within a block */
+			for (int j = 0; j < nc; j++)
+			{
+				int			nb = 0;
+
+				if (S.clusterSize[j] == 0)
+					continue;
+				for (int i = 0; i < n; i++)
+					if (S.assign[i] == j)
+						blockDocs[nb++] = docs[i];
+				SblockWriteBlock(&w, L, bs, &S, blockDocs, nb, offsets, opts->summaryEnergy);
+			}
+			pfree(centroids);
+
+			dir[ndir].term = (uint32) L->terms[t];
+			dir[ndir].offset = begin;
+			dir[ndir].bytes = (uint32) (w.bytes - begin);
+			ndir++;
+		}
+		SblockWriterPad(&w, 8);
+		SblockWriterEnd(&w, &bs->meta.postings);
+
+		SblockWriterBegin(&dw, bs->index, MAIN_FORKNUM);
+		SblockWriterWrite(&dw, dir, sizeof(SblockDirEntry) * ndir);
+		SblockWriterEnd(&dw, &bs->meta.directory);
+		bs->meta.nterms = ndir;
+	}
+}
+
+static void
+SblockUpdateMeta(Relation index, const SblockMetaPageData *meta)
+{
+	Buffer		buf = ReadBuffer(index, SBLOCK_METAPAGE_BLKNO);
+	GenericXLogState *state;
+
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	SblockWriteMetaPage(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE), meta);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
+static void
+SblockInitMeta(SblockMetaPageData *meta, const SblockOptions *opts)
+{
+	memset(meta, 0, sizeof(*meta));
+	meta->magic = SBLOCK_MAGIC;
+	meta->version = SBLOCK_VERSION;
+	meta->nPostings = opts->nPostings;
+	meta->centroidFraction = (float4) opts->centroidFraction;
+	meta->summaryEnergy = (float4) opts->summaryEnergy;
+	meta->maxFraction = (float4) opts->maxFraction;
+	meta->minClusterSize = opts->minClusterSize;
+	meta->docCut = opts->docCut;
+	meta->tail.start = 1;
+}
+
+static void
+SblockGetOptions(Relation index, SblockOptions *opts)
+{
+	SblockOptions *o = (SblockOptions *) index->rd_options;
+
+	if (o)
+		*opts = *o;
+	else
+	{
+		opts->nPostings = SBLOCK_DEFAULT_N_POSTINGS;
+		opts->centroidFraction = SBLOCK_DEFAULT_CENTROID_FRACTION;
+		opts->summaryEnergy = SBLOCK_DEFAULT_SUMMARY_ENERGY;
+		opts->maxFraction = SBLOCK_DEFAULT_MAX_FRACTION;
+		opts->minClusterSize = SBLOCK_DEFAULT_MIN_CLUSTER_SIZE;
+		opts->docCut = SBLOCK_DEFAULT_DOC_CUT;
+	}
+}
+
+IndexBuildResult *
+sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
+{
+	SblockBuildState bs;
+	SblockOptions opts;
+	IndexBuildResult *result;
+	PGAlignedBlock metabuf;
+	MemoryContext buildCtx;
+	MemoryContext old;
+	double		reltuples;
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	SblockGetOptions(index, &opts);
+	memset(&bs, 0, sizeof(bs));
+	bs.index = index;
+	SblockInitMeta(&bs.meta, &opts);
+	bs.meta.dim = typmod > 0 ? typmod : 0;
+	bs.memLimit = (Size) maintenance_work_mem * 1024;
+
+	buildCtx = AllocSetContextCreate(CurrentMemoryContext, "sparse_block build", ALLOCSET_DEFAULT_SIZES);
+	bs.docsCtx = buildCtx;
+	bs.tmpCtx = AllocSetContextCreate(CurrentMemoryContext, "sparse_block build tuple", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(buildCtx);
+
+	/* block 0: a placeholder meta page, rewritten at the end */
+	SblockWriteMetaPage((Page) metabuf.data, &bs.meta);
+	PgsAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
+
+	reltuples = table_index_build_scan(heap, index, indexInfo, true, true, SblockBuildCallback, &bs, NULL);
+
+	if (bs.ndocs > 0)
+	{
+		SblockLists L;
+		uint64	   *offsets = SblockWriteForward(&bs);
+
+		SblockBuildLists(&bs, &L);
+		SblockWritePostings(&bs, &L, offsets, &opts);
+	}
+	bs.meta.ndocs = bs.ndocs;
+	bs.meta.tail.start = RelationGetNumberOfBlocks(index);
+	bs.meta.tail.bytes = 0;
+	SblockUpdateMeta(index, &bs.meta);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(buildCtx);
+	MemoryContextDelete(bs.tmpCtx);
+
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = reltuples;
+	result->index_tuples = bs.indtuples;
+	return result;
+}
+
+/* The init fork of an unlogged index: an empty meta page, WAL-logged. */
+void
+sblockbuildempty(Relation index)
+{
+	SblockOptions opts;
+	SblockMetaPageData meta;
+	Buffer		buf;
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	SblockGetOptions(index, &opts);
+	SblockInitMeta(&meta, &opts);
+	meta.dim = typmod > 0 ? typmod : 0;
+	buf = PgsNewBuffer(index, INIT_FORKNUM);
+	START_CRIT_SECTION();
+	SblockWriteMetaPage(BufferGetPage(buf), &meta);
+	MarkBufferDirty(buf);
+	log_newpage_buffer(buf, true);
+	END_CRIT_SECTION();
+	UnlockReleaseBuffer(buf);
+}

@@ -1,0 +1,464 @@
+/*
+ * sblockscan.c — scanning a sparse_block index (Seismic's query algorithm).
+ *
+ * A scan works in rounds, each ranking the best k documents not returned
+ * yet (k = pgsieve.sparse_top_k, doubled every round):
+ *   1. the query_cut largest query components are visited, largest first;
+ *   2. for each, its posting list is read from the directory; every block's
+ *      summary is scored against the *full* query, and once the top-k heap
+ *      is full a block whose summary score is below heap_factor x the heap's
+ *      minimum is skipped;
+ *   3. the other blocks' documents, each scored once (a visited bitmap), get
+ *      their exact inner product from the forward stream — the same float sum
+ *      pgvector's <#> computes — and compete for the heap;
+ *   4. every document of the unclustered tail is scored too.
+ * Deleted (VACUUM-flagged) documents are skipped; visibility is the
+ * executor's job.  When k reaches the number of documents, the round scores
+ * every document, so a scan under a filter eventually returns every row.
+ * Rows come in exact score order within a round.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/relscan.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "pgsieve_pages.h"
+#include "pgvector_types.h"
+#include "sblock.h"
+
+typedef struct SblockHit
+{
+	float		score;
+	uint32		ordinal;
+	ItemPointerData tid;
+} SblockHit;
+
+typedef struct SblockScanOpaqueData
+{
+	MemoryContext scanCtx;		/* lives as long as the scan */
+	MemoryContext queryCtx;		/* reset per rescan */
+	MemoryContext roundCtx;		/* reset per round */
+
+	bool		started;
+	bool		done;
+	bool		haveQuery;
+	SblockMetaPageData meta;
+	uint32		total;			/* documents: ndocs + tailDocs at scan start */
+
+	/* the query, and its components in visiting order */
+	int			qnnz;
+	int32	   *qidx;
+	float	   *qval;
+	int			ncut;
+	int		   *cut;
+
+	int64		k;				/* this round's k */
+	uint8	   *returned;		/* bitmap over ordinals */
+	uint8	   *visited;		/* bitmap over ordinals, per round */
+
+	/* the round's top-k: a min-heap while ranking, then sorted best first */
+	SblockHit  *heap;
+	int			nheap;
+	int			next;
+
+	IndexTuple	nullItup;
+	SblockReader reader;
+	char	   *docbuf;
+	Size		docbufSize;
+	char	   *listbuf;
+	Size		listbufSize;
+} SblockScanOpaqueData;
+
+typedef SblockScanOpaqueData *SblockScanOpaque;
+
+#define BitTest(bm, i)	(((bm)[(i) >> 3] >> ((i) & 7)) & 1)
+#define BitSet(bm, i)	((bm)[(i) >> 3] |= (uint8) (1 << ((i) & 7)))
+
+/* heap order: a is worse than b (lower score; ties: higher ordinal) */
+static inline bool
+HitWorse(const SblockHit *a, const SblockHit *b)
+{
+	if (a->score != b->score)
+		return a->score < b->score;
+	return a->ordinal > b->ordinal;
+}
+
+static void
+HeapSiftDown(SblockHit *h, int n, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					m = i;
+		SblockHit	t;
+
+		if (l < n && HitWorse(&h[l], &h[m]))
+			m = l;
+		if (r < n && HitWorse(&h[r], &h[m]))
+			m = r;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static void
+HeapPush(SblockScanOpaque so, const SblockHit *hit)
+{
+	SblockHit  *h = so->heap;
+
+	if (so->nheap < so->k)
+	{
+		int			i = so->nheap++;
+
+		h[i] = *hit;
+		while (i > 0 && HitWorse(&h[i], &h[(i - 1) / 2]))
+		{
+			SblockHit	t = h[i];
+
+			h[i] = h[(i - 1) / 2];
+			h[(i - 1) / 2] = t;
+			i = (i - 1) / 2;
+		}
+	}
+	else if (HitWorse(&h[0], hit))
+	{
+		h[0] = *hit;
+		HeapSiftDown(h, so->nheap, 0);
+	}
+}
+
+static int
+HitCmpBestFirst(const void *a, const void *b)
+{
+	const SblockHit *x = a;
+	const SblockHit *y = b;
+
+	if (HitWorse(x, y))
+		return 1;
+	if (HitWorse(y, x))
+		return -1;
+	return 0;
+}
+
+IndexScanDesc
+sblockbeginscan(Relation index, int nkeys, int norderbys)
+{
+	IndexScanDesc scan = RelationGetIndexScan(index, nkeys, norderbys);
+	SblockScanOpaque so = palloc0(sizeof(SblockScanOpaqueData));
+
+	so->scanCtx = AllocSetContextCreate(CurrentMemoryContext, "sparse_block scan", ALLOCSET_DEFAULT_SIZES);
+	so->queryCtx = AllocSetContextCreate(so->scanCtx, "sparse_block query", ALLOCSET_DEFAULT_SIZES);
+	so->roundCtx = AllocSetContextCreate(so->scanCtx, "sparse_block round", ALLOCSET_DEFAULT_SIZES);
+	SblockReaderInit(&so->reader, index);
+	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
+	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
+	scan->xs_orderbynulls[0] = true;
+	scan->opaque = so;
+	return scan;
+}
+
+void
+sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+
+	if (keys && scan->numberOfKeys > 0)
+		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
+	if (orderbys && scan->numberOfOrderBys > 0)
+		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	so->started = false;
+	so->done = false;
+	so->nheap = 0;
+	so->next = 0;
+	SblockReaderEnd(&so->reader);
+	MemoryContextReset(so->roundCtx);
+	MemoryContextReset(so->queryCtx);
+	so->docbuf = NULL;
+	so->docbufSize = 0;
+	so->listbuf = NULL;
+	so->listbufSize = 0;
+}
+
+static int
+CmpCutDesc(const void *a, const void *b, void *arg)
+{
+	const float *val = arg;
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	if (val[x] != val[y])
+		return val[x] > val[y] ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+static void
+SblockStartScan(IndexScanDesc scan)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+	ScanKey		ob = scan->numberOfOrderBys > 0 ? &scan->orderByData[0] : NULL;
+	MemoryContext old = MemoryContextSwitchTo(so->queryCtx);
+
+	SblockReadMeta(scan->indexRelation, &so->meta);
+	so->started = true;
+	so->total = so->meta.ndocs + so->meta.tailDocs;
+	so->done = so->total == 0;
+	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
+	so->k = sblock_top_k;
+	so->returned = palloc_extended(so->total / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	so->qnnz = 0;
+	/* room for the largest document, so reads never reallocate */
+	so->docbufSize = (Size) SBLOCK_MAX_NNZ * 8;
+	so->docbuf = palloc(so->docbufSize);
+
+	if (so->haveQuery && !so->done)
+	{
+		PgvSparseVector *q = DatumGetPgvSparseVector(ob->sk_argument);
+		int			qcut = sblock_query_cut > 0 ? sblock_query_cut : q->nnz;
+
+		if (so->meta.dim != 0 && q->dim != so->meta.dim)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("sparse_block index expects sparsevec of %d dimensions, got %d",
+							so->meta.dim, q->dim)));
+		so->qnnz = q->nnz;
+		so->qidx = palloc(sizeof(int32) * Max(q->nnz, 1));
+		so->qval = palloc(sizeof(float) * Max(q->nnz, 1));
+		memcpy(so->qidx, q->indices, sizeof(int32) * q->nnz);
+		memcpy(so->qval, PGV_SPARSEVEC_VALUES(q), sizeof(float) * q->nnz);
+
+		/* query_cut: the largest components, visited largest first */
+		so->cut = palloc(sizeof(int) * Max(q->nnz, 1));
+		for (int i = 0; i < q->nnz; i++)
+			so->cut[i] = i;
+		qsort_arg(so->cut, q->nnz, sizeof(int), CmpCutDesc, so->qval);
+		so->ncut = 0;
+		for (int i = 0; i < Min(qcut, q->nnz); i++)
+			if (so->qval[so->cut[i]] > 0)
+				so->cut[so->ncut++] = so->cut[i];
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Binary search of the term directory; false if the term has no list. */
+static bool
+SblockFindList(SblockScanOpaque so, uint32 term, SblockDirEntry *entry)
+{
+	int64		lo = 0,
+				hi = (int64) so->meta.nterms - 1;
+
+	while (lo <= hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		SblockReaderRead(&so->reader, &so->meta.directory, (uint64) mid * sizeof(SblockDirEntry),
+						 entry, sizeof(SblockDirEntry));
+		if (entry->term == term)
+			return true;
+		if (entry->term < term)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return false;
+}
+
+/* Score one document record (if live and new) and offer it to the heap. */
+static void
+SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
+{
+	SblockDoc	d;
+	SblockHit	hit;
+
+	if (!SblockReadDoc(&so->reader, s, offset, &d, &so->docbufSize, &so->docbuf))
+		return;
+	if (d.ordinal >= so->total || BitTest(so->returned, d.ordinal))
+		return;
+	hit.score = so->haveQuery ? SblockDot(d.indices, d.values, d.nnz, so->qidx, so->qval, so->qnnz) : 0;
+	hit.ordinal = d.ordinal;
+	hit.tid = d.tid;
+	HeapPush(so, &hit);
+}
+
+/* Score every document of a stream of n records (tail, or all in the last round). */
+static void
+SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
+{
+	uint64		offset = 0;
+	SblockDocHeader hdr;
+
+	for (uint32 i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		offset = SblockDocAlign(offset);
+		SblockReaderRead(&so->reader, s, offset, &hdr, SBLOCK_DOC_HEADER_SIZE);
+		if (!BitTest(so->returned, hdr.ordinal))
+			SblockScoreDoc(so, s, offset);
+		offset += SblockDocBytes(hdr.nnz);
+	}
+}
+
+/* the summary's dot product with the full query (dequantized values) */
+static float
+SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const uint32 *comps,
+				 const uint8 *codes)
+{
+	float		dot = 0;
+	int			i = 0,
+				j = 0;
+
+	while (i < (int) bh->ncomp && j < so->qnnz)
+	{
+		uint32		c = comps[i];
+		uint32		qc = (uint32) so->qidx[j];
+
+		if (c == qc)
+			dot += (bh->min + codes[i++] * bh->step) * so->qval[j++];
+		else if (c < qc)
+			i++;
+		else
+			j++;
+	}
+	return dot;
+}
+
+/* Steps 2 and 3 for one posting list. */
+static void
+SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry)
+{
+	SblockListHeader lh;
+	char	   *p;
+	char	   *end;
+
+	if (so->listbufSize < entry->bytes)
+	{
+		so->listbuf = so->listbuf ? repalloc_huge(so->listbuf, entry->bytes)
+			: MemoryContextAllocHuge(so->queryCtx, entry->bytes);
+		so->listbufSize = entry->bytes;
+	}
+	SblockReaderRead(&so->reader, &so->meta.postings, entry->offset, so->listbuf, entry->bytes);
+	p = so->listbuf;
+	end = p + entry->bytes;
+	memcpy(&lh, p, sizeof(lh));
+	p += sizeof(lh);
+
+	for (uint32 b = 0; b < lh.nblocks && p < end; b++)
+	{
+		SblockBlockHeader bh;
+		const uint32 *comps;
+		const uint8 *codes;
+		const SblockPosting *postings;
+
+		CHECK_FOR_INTERRUPTS();
+		memcpy(&bh, p, sizeof(bh));
+		comps = (const uint32 *) (p + sizeof(bh));
+		codes = (const uint8 *) (comps + bh.ncomp);
+		postings = (const SblockPosting *) (p + sizeof(bh) + sizeof(uint32) * bh.ncomp + TYPEALIGN(4, bh.ncomp));
+		p += SblockBlockBytes(bh.ncomp, bh.ndocs);
+
+		if (so->nheap >= so->k && sblock_heap_factor > 0 &&
+			SblockSummaryDot(so, &bh, comps, codes) < sblock_heap_factor * so->heap[0].score)
+			continue;
+
+		for (uint32 i = 0; i < bh.ndocs; i++)
+		{
+			uint32		ord = postings[i].ordinal;
+
+			if (ord >= so->total || BitTest(so->visited, ord) || BitTest(so->returned, ord))
+				continue;
+			BitSet(so->visited, ord);
+			SblockScoreDoc(so, &so->meta.forward, (uint64) postings[i].offset8 * 8);
+		}
+	}
+}
+
+/* One round: fill so->heap with the best k unreturned documents, best first. */
+static bool
+SblockRound(IndexScanDesc scan)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+	MemoryContext old;
+	bool		exhaustive;
+
+	MemoryContextReset(so->roundCtx);
+	old = MemoryContextSwitchTo(so->roundCtx);
+	so->nheap = 0;
+	so->next = 0;
+	exhaustive = !so->haveQuery || so->k >= so->total || so->ncut == 0;
+	if (exhaustive)
+		so->k = so->total;
+	so->heap = palloc_extended(sizeof(SblockHit) * Max(so->k, 1), MCXT_ALLOC_HUGE);
+	so->visited = palloc_extended(so->total / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+
+	if (exhaustive)
+		SblockScoreStream(so, &so->meta.forward, so->meta.ndocs);
+	else
+	{
+		for (int i = 0; i < so->ncut; i++)
+		{
+			SblockDirEntry entry;
+
+			if (SblockFindList(so, (uint32) so->qidx[so->cut[i]], &entry))
+				SblockVisitList(so, &entry);
+		}
+	}
+	SblockScoreStream(so, &so->meta.tail, so->meta.tailDocs);
+	MemoryContextSwitchTo(old);
+
+	qsort(so->heap, so->nheap, sizeof(SblockHit), HitCmpBestFirst);
+	for (int i = 0; i < so->nheap; i++)
+		BitSet(so->returned, so->heap[i].ordinal);
+	if (exhaustive)
+		so->done = true;
+	else
+		so->k = Min(so->k * 2, (int64) so->total);
+	return so->nheap > 0;
+}
+
+bool
+sblockgettuple(IndexScanDesc scan, ScanDirection dir)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+	SblockHit  *hit;
+
+	if (!so->started)
+		SblockStartScan(scan);
+
+	while (so->next >= so->nheap)
+	{
+		if (so->done || !SblockRound(scan))
+		{
+			if (so->done)
+				return false;
+		}
+	}
+
+	hit = &so->heap[so->next++];
+	scan->xs_heaptid = hit->tid;
+	scan->xs_recheck = false;
+	scan->xs_recheckorderby = false;
+	scan->xs_orderbyvals[0] = Float8GetDatum((double) -hit->score);
+	scan->xs_orderbynulls[0] = !so->haveQuery;
+	if (scan->xs_want_itup)
+		PgsSetNullIndexTuple(scan, &so->nullItup, so->scanCtx);
+	return true;
+}
+
+void
+sblockendscan(IndexScanDesc scan)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+
+	SblockReaderEnd(&so->reader);
+	MemoryContextDelete(so->scanCtx);
+	pfree(so);
+	scan->opaque = NULL;
+}
