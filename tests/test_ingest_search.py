@@ -26,7 +26,7 @@ TABLE = "passages"
 def encoder():
     from pgsieve.encoders import DenseEncoder
 
-    return DenseEncoder(batch_size=64)
+    return DenseEncoder(batch_size=64, max_length=128)  # shorter inputs: the test is about ingest, not the model
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +224,29 @@ def test_search_rejects_bad_vectors(db, loaded) -> None:
         exact_search(db, TABLE, np.full(384, np.nan, np.float32))
     with pytest.raises(ValueError, match="1-D"):
         exact_search(db, TABLE, np.zeros((2, 384), np.float32))
+
+
+def test_exact_search_stays_exact_after_many_calls(db, loaded) -> None:
+    """psycopg prepares a statement after 5 runs; its generic plan must not leak between helpers."""
+    normed = loaded / np.linalg.norm(loaded, axis=1, keepdims=True)
+    db.execute("SET pgsieve.binary_rerank = 10")  # session-wide: a leaked index plan would be approximate
+    try:
+        rng = np.random.default_rng(1)
+        approximate = 0
+        for _ in range(5):
+            q = rng.standard_normal(loaded.shape[1]).astype(np.float32)  # far from the data: hard for bits
+            for _ in range(12):  # psycopg prepares after 5; the server goes generic after 5 more
+                approx = binary_search(db, TABLE, q, k=10, force_index=True)
+            got = exact_search(db, TABLE, q, k=10)
+            dist = 1.0 - normed @ (q / np.linalg.norm(q))
+            cutoff = np.sort(dist)[9]
+            approximate += approx.ids != got.ids
+            assert all(dist[i - 1] <= cutoff + 1e-5 for i in got.ids), (qi, got.ids)
+            np.testing.assert_allclose(got.scores, dist[np.array(got.ids) - 1], atol=1e-5)
+        assert approximate, "rerank=10 was exact on every query: this test would not catch a leaked plan"
+        # the mechanism: a prepared ORDER BY statement would get a generic plan that keeps the
+        # planner settings of whichever helper ran when it was built (seen on the demo corpus)
+        prepared = db.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+        assert not [r for r in prepared if "ORDER BY" in r[0]], prepared
+    finally:
+        db.execute("RESET pgsieve.binary_rerank")

@@ -89,7 +89,7 @@ def _server_url(args: argparse.Namespace, out: TextIO) -> tuple[str, Path]:
             except Exception as exc:
                 raise DemoError(f"could not build/install the pgsieve extension: {exc}") from exc
             _say(out, f"extension: {'installed' if info.get('installed') else 'up to date'} "
-                      f"for PostgreSQL {info.get('pg_version')} ({time.perf_counter() - t0:.1f}s)")
+                      f"for {info.get('pg_version')} ({time.perf_counter() - t0:.1f}s)")
         data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else server.data_dir_default()
         t0 = time.perf_counter()
         base_url = server.start(data_dir)
@@ -189,7 +189,7 @@ def _plan_uses_index(conn: Any, table: str, q: np.ndarray, k: int, force: bool =
         rows = conn.execute(sql.SQL("EXPLAIN SELECT id FROM {} ORDER BY emb <=> %s LIMIT %s").format(
             table_identifier(table)), (q, k)).fetchall()
     lines = [r[0] for r in rows]
-    hit = [ln.strip() for ln in lines if "Index Scan" in ln]
+    hit = [ln.strip().removeprefix("->").strip() for ln in lines if "Index Scan" in ln]
     return hit[0] if hit else ""
 
 

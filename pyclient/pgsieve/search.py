@@ -87,7 +87,10 @@ def _run(conn: psycopg.Connection[Any], table: str, query_vec: Any, k: int, metr
         for stmt in sets:
             cur.execute(stmt)
         t0 = time.perf_counter()
-        rows = cur.execute(select, params).fetchall()
+        # prepare=False: both helpers send the same text, and a server-side prepared
+        # statement's generic plan ignores the planner settings of later calls
+        # (exact_search would silently reuse the index plan, or vice versa)
+        rows = cur.execute(select, params, prepare=False).fetchall()
         elapsed = (time.perf_counter() - t0) * 1000.0
     text = ";\n".join([s.as_string(conn) for s in sets] + [select.as_string(conn)])
     return SearchResult([int(r[0]) for r in rows], [float(r[1]) for r in rows], text, params,
