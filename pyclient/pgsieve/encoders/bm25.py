@@ -300,9 +300,9 @@ def ensure_stats_tables(conn: Connection[Any], name: str) -> None:
 def load_stats(conn: Connection[Any], name: str) -> CorpusStats:
     """Read the committed statistics in one statement, so N, total_len and df come from one snapshot."""
     df_t, corpus_t = (sql.Identifier(t) for t in stats_table_names(name))
-    row = conn.execute(sql.SQL("SELECT c.n_docs, c.total_len, d.terms, d.dfs FROM {c} AS c, LATERAL "
-                               "(SELECT array_agg(term) AS terms, array_agg(df) AS dfs FROM {d} WHERE df <> 0) AS d")
-                       .format(c=corpus_t, d=df_t)).fetchone()
+    query = sql.SQL("SELECT c.n_docs, c.total_len, d.terms, d.dfs FROM {c} AS c, LATERAL "
+                    "(SELECT array_agg(term) AS terms, array_agg(df) AS dfs FROM {d} WHERE df <> 0) AS d")
+    row = conn.execute(query.format(c=corpus_t, d=df_t)).fetchone()
     if row is None:
         return CorpusStats()
     n, total, terms, dfs = row
