@@ -322,6 +322,7 @@ SblockPruneList(const SblockLists *L, int t, float threshold, int cap, uint32 *d
 typedef struct SblockScratch
 {
 	int32	   *termHead;		/* dense term -> first centroid entry, or -1 */
+	int32	   *termCount;		/* dense term -> centroids containing it */
 	int32	   *touchedTerms;
 	float	   *acc;			/* dense term -> running max (summaries) */
 	int32	   *accTouched;
@@ -363,30 +364,43 @@ SblockTopCut(const SblockDoc *d, int docCut, int *out, int *nout)
 /*
  * The best centroid for document doc among those still alive: the largest
  * dot product of its top components with the centroids' full vectors.
+ *
+ * Terms found in most centroids (the list's own term, which is in all of
+ * them, and stop-word-like terms) cost one step per centroid and barely
+ * discriminate between them, so the first pass leaves out terms held by more
+ * than a quarter of the centroids; a document that shares no other term with
+ * any centroid is placed by a second pass over all its top components.
  */
 static int
 SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
-				   const CentroidEntry *entries, uint32 doc, int firstAlive)
+				   const CentroidEntry *entries, uint32 doc, int nc, int firstAlive)
 {
 	const SblockDoc *d = &bs->docs[doc];
+	int			maxChain = Max(8, nc / 4);
 	int			nt = 0;
 	int			best = -1;
 	float		bestScore = 0;
 
-	for (int i = 0; i < S->topcutN[doc]; i++)
+	for (int pass = 0; pass < 2 && nt == 0; pass++)
 	{
-		int			c = S->topcut[doc][i];
-		float		dv = d->values[c];
-
-		for (int32 e = S->termHead[L->dense[doc][c]]; e >= 0; e = entries[e].next)
+		for (int i = 0; i < S->topcutN[doc]; i++)
 		{
-			int			j = entries[e].centroid;
+			int			c = S->topcut[doc][i];
+			int32		dt = L->dense[doc][c];
+			float		dv = d->values[c];
 
-			if (!S->alive[j])
+			if (pass == 0 && S->termCount[dt] > maxChain)
 				continue;
-			if (S->score[j] == 0)
-				S->scoreTouched[nt++] = j;
-			S->score[j] += dv * entries[e].value;
+			for (int32 e = S->termHead[dt]; e >= 0; e = entries[e].next)
+			{
+				int			j = entries[e].centroid;
+
+				if (!S->alive[j])
+					continue;
+				if (S->score[j] == 0)
+					S->scoreTouched[nt++] = j;
+				S->score[j] += dv * entries[e].value;
+			}
 		}
 	}
 	for (int i = 0; i < nt; i++)
@@ -460,6 +474,7 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 
 			if (S->termHead[dt] < 0)
 				S->touchedTerms[ntouched++] = dt;
+			S->termCount[dt]++;
 			entries[nentries].centroid = j;
 			entries[nentries].value = cd->values[c];
 			entries[nentries].next = S->termHead[dt];
@@ -471,7 +486,7 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 
 	for (int i = 0; i < n; i++)
 	{
-		S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], 0);
+		S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], nc, 0);
 		S->clusterSize[S->assign[i]]++;
 	}
 
@@ -498,12 +513,15 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 		{
 			for (int i = 0; i < n; i++)
 				if (!S->alive[S->assign[i]])
-					S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], firstAlive);
+					S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], nc, firstAlive);
 		}
 	}
 
 	for (int i = 0; i < ntouched; i++)
+	{
 		S->termHead[S->touchedTerms[i]] = -1;
+		S->termCount[S->touchedTerms[i]] = 0;
+	}
 	pfree(entries);
 	return nc;
 }
@@ -514,24 +532,110 @@ typedef struct CompVal
 	float		value;
 } CompVal;
 
-static int
-CmpCompValDesc(const void *a, const void *b)
+static inline int
+CmpCompValDesc(const CompVal *x, const CompVal *y)
 {
-	const CompVal *x = a;
-	const CompVal *y = b;
-
 	if (x->value != y->value)
 		return x->value > y->value ? -1 : 1;
 	return (x->comp > y->comp) - (x->comp < y->comp);
 }
 
-static int
-CmpCompValComp(const void *a, const void *b)
+static inline int
+CmpCompValComp(const CompVal *x, const CompVal *y)
 {
-	const CompVal *x = a;
-	const CompVal *y = b;
-
 	return (x->comp > y->comp) - (x->comp < y->comp);
+}
+
+#define ST_SORT sort_compval_desc
+#define ST_ELEMENT_TYPE CompVal
+#define ST_COMPARE(a, b) CmpCompValDesc(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sort_compval_comp
+#define ST_ELEMENT_TYPE CompVal
+#define ST_COMPARE(a, b) CmpCompValComp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * Move to the front of cv the shortest set of largest values whose sum
+ * reaches target (the element crossing it included, at least one element)
+ * and return its size: a weighted quickselect, linear on average, since
+ * sorting every block's summary by value dominated the build.
+ */
+static int
+SblockAlphaPrefix(CompVal *cv, int n, double target)
+{
+	int			lo = 0,
+				hi = n;
+	double		need = target;
+
+	if (n == 0)
+		return 0;
+	while (hi - lo > 16)
+	{
+		float		a = cv[lo].value,
+					b = cv[lo + (hi - lo) / 2].value,
+					c = cv[hi - 1].value;
+		float		pivot = Max(Min(a, b), Min(Max(a, b), c));	/* median of three */
+		int			gt = lo,
+					i = lo,
+					lt = hi;
+		double		sumGt = 0,
+					sumEq = 0;
+
+		/* three-way partition of [lo, hi): > pivot | == pivot | < pivot */
+		while (i < lt)
+		{
+			CompVal		t;
+
+			if (cv[i].value > pivot)
+			{
+				t = cv[gt];
+				cv[gt++] = cv[i];
+				cv[i++] = t;
+			}
+			else if (cv[i].value < pivot)
+			{
+				t = cv[--lt];
+				cv[lt] = cv[i];
+				cv[i] = t;
+			}
+			else
+				i++;
+		}
+		for (int k = lo; k < gt; k++)
+			sumGt += cv[k].value;
+		sumEq = (double) pivot * (lt - gt);
+
+		if (gt > lo && sumGt >= need)
+		{
+			hi = gt;			/* the answer lies among the larger values */
+			continue;
+		}
+		need -= sumGt;
+		if (sumEq >= need || lt == hi)
+		{
+			/* enough copies of the pivot, the crossing one included */
+			int			take = pivot > 0 ? (int) ceil(need / pivot) : 1;
+
+			return Min(gt + Max(take, (gt == 0 ? 1 : 0)), lt);
+		}
+		need -= sumEq;
+		lo = lt;
+	}
+	sort_compval_desc(cv + lo, hi - lo);
+	{
+		int			keep = lo;
+		double		run = 0;
+
+		while (keep < hi && (keep == 0 || run < need))
+			run += cv[keep++].value;
+		return keep;
+	}
 }
 
 /* Write one block: its quantized alpha-mass summary and its postings. */
@@ -542,9 +646,8 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 {
 	int			nt = 0;
 	CompVal    *cv;
-	double		mass = 0,
-				run = 0;
-	int			keep = 0;
+	double		mass = 0;
+	int			keep;
 	float		min,
 				max,
 				step;
@@ -578,10 +681,8 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 	}
 
 	/* the shortest prefix by value reaching energy x mass, the crossing one included */
-	qsort(cv, nt, sizeof(CompVal), CmpCompValDesc);
-	while (keep < nt && (keep == 0 || run < energy * mass))
-		run += cv[keep++].value;
-	qsort(cv, keep, sizeof(CompVal), CmpCompValComp);
+	keep = SblockAlphaPrefix(cv, nt, energy * mass);
+	sort_compval_comp(cv, keep);
 
 	min = max = keep > 0 ? cv[0].value : 0;
 	for (int i = 1; i < keep; i++)
@@ -644,6 +745,7 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 		maxLen = Max(maxLen, (int) (L->start[t + 1] - L->start[t]));
 
 	S.termHead = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	S.termCount = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (int t = 0; t < L->nterms; t++)
 		S.termHead[t] = -1;
 	S.touchedTerms = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
