@@ -18,7 +18,11 @@
  *   blocks 1 .. T           per-dimension statistics learned at build: dims
  *                           thresholds (means) then dims scales (standard
  *                           deviations), float4; T = 0 for sign quantization
- *   blocks T+1 ..           data pages, in no particular order
+ *   blocks T+1 ..           data pages and null pages, in no particular order
+ *
+ * Rows whose value is NULL are kept too (TIDs only, on null pages), because
+ * the index can answer a scan without ORDER BY, and an ORDER BY scan returns
+ * them last, after every row with a distance, as ORDER BY ... ASC does.
  *
  * A data page stores its entries as two parallel arrays so the Hamming kernel
  * runs over contiguous codes:
@@ -48,6 +52,7 @@
 #define BSCAN_PAGE_META			1
 #define BSCAN_PAGE_THRESHOLDS	2
 #define BSCAN_PAGE_DATA			3
+#define BSCAN_PAGE_NULLS		4	/* heap TIDs of rows whose value is NULL */
 
 /* what the indexed column holds (support function 1 tells) */
 #define BSCAN_KIND_VECTOR		1
@@ -102,6 +107,7 @@ typedef struct BscanMetaPageData
 	int32		capacity;		/* entries per data page */
 	BlockNumber thresholdPages; /* number of threshold pages after block 0 */
 	BlockNumber insertPage;		/* data page that receives inserts */
+	BlockNumber nullPage;		/* null page that receives inserts */
 } BscanMetaPageData;
 
 typedef BscanMetaPageData *BscanMetaPage;
@@ -115,6 +121,11 @@ typedef BscanMetaPageData *BscanMetaPage;
 #define BscanPageCodes(page)	((uint8 *) (page) + BSCAN_CODES_OFFSET)
 #define BscanPageTids(page, capacity, codeBytes) \
 	((ItemPointerData *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
+
+/* heap TIDs per null page (stored where a data page keeps its codes) */
+#define BSCAN_NULLS_PER_PAGE \
+	((int) ((BLCKSZ - BSCAN_CODES_OFFSET - MAXALIGN(sizeof(BscanPageOpaqueData))) / sizeof(ItemPointerData)))
+#define BscanPageNullTids(page)	((ItemPointerData *) BscanPageCodes(page))
 
 /* floats per statistics page */
 #define BSCAN_THRESHOLDS_PER_PAGE \
@@ -137,6 +148,7 @@ typedef struct BscanInfo
 	int			capacity;
 	BlockNumber thresholdPages;
 	BlockNumber insertPage;
+	BlockNumber nullPage;
 	float	   *thresholds;		/* dims floats, or NULL for sign */
 	float	   *scales;			/* dims floats after thresholds, or NULL */
 } BscanInfo;

@@ -37,6 +37,8 @@ typedef struct BscanBuildState
 	/* pass 2 */
 	Page		page;			/* data page being filled, local memory */
 	BlockNumber lastPage;		/* last data page written */
+	Page		nullPage;		/* null page being filled */
+	BlockNumber lastNullPage;
 	float	   *scratch;
 	uint8	   *code;
 	double		indtuples;
@@ -121,6 +123,28 @@ BscanBuildAdd(BscanBuildState *bs, ItemPointer tid)
 		BscanFlushPage(bs);
 }
 
+/* Write the local null page, if it holds anything. */
+static void
+BscanFlushNullPage(BscanBuildState *bs)
+{
+	if (BscanPageGetOpaque(bs->nullPage)->count == 0)
+		return;
+	bs->lastNullPage = PgsAppendPage(bs->index, bs->forkNum, bs->nullPage);
+	BscanInitPage(bs->nullPage, BSCAN_PAGE_NULLS);
+}
+
+static void
+BscanBuildAddNull(BscanBuildState *bs, ItemPointer tid)
+{
+	BscanPageOpaque opaque = BscanPageGetOpaque(bs->nullPage);
+
+	BscanPageNullTids(bs->nullPage)[opaque->count++] = *tid;
+	((PageHeader) bs->nullPage)->pd_lower =
+		BSCAN_CODES_OFFSET + (Size) opaque->count * sizeof(ItemPointerData);
+	if (opaque->count >= BSCAN_NULLS_PER_PAGE)
+		BscanFlushNullPage(bs);
+}
+
 static void
 BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 					bool tupleIsAlive, void *state)
@@ -129,7 +153,11 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 	MemoryContext old;
 
 	if (isnull[0])
+	{
+		BscanBuildAddNull(bs, tid);
+		bs->indtuples += 1;
 		return;
+	}
 	old = MemoryContextSwitchTo(bs->tmpCtx);
 	BscanBuildSeeDims(bs, values[0]);
 	if (bs->code == NULL)
@@ -217,7 +245,9 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 	bs->info.quantizer = bs->info.kind == BSCAN_KIND_BIT ?
 		BSCAN_QUANTIZER_SIGN : BscanGetQuantizerOption(index);
 	bs->info.insertPage = InvalidBlockNumber;
+	bs->info.nullPage = InvalidBlockNumber;
 	bs->lastPage = InvalidBlockNumber;
+	bs->lastNullPage = InvalidBlockNumber;
 	if (typmod > 0)
 	{
 		if (typmod > BSCAN_MAX_DIM)
@@ -233,6 +263,8 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 									   ALLOCSET_DEFAULT_SIZES);
 	bs->page = palloc(BLCKSZ);
 	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
+	bs->nullPage = palloc(BLCKSZ);
+	BscanInitPage(bs->nullPage, BSCAN_PAGE_NULLS);
 }
 
 IndexBuildResult *
@@ -263,8 +295,10 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	reltuples = table_index_build_scan(heap, index, indexInfo, true, true, BscanEncodeCallback, &bs, NULL);
 	BscanFlushPage(&bs);
+	BscanFlushNullPage(&bs);
 
 	bs.info.insertPage = bs.lastPage;
+	bs.info.nullPage = bs.lastNullPage;
 	BscanUpdateMeta(index, MAIN_FORKNUM, &bs.info);
 
 	MemoryContextDelete(bs.tmpCtx);

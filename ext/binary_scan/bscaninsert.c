@@ -37,49 +37,65 @@ BscanCachedThresholds(Relation index, const BscanInfo *info)
 	return (const float *) index->rd_amcache;
 }
 
-/* Add (code, tid) to the data page in buf; the caller has it locked. */
+/*
+ * Add (code, tid) to the data page, or tid alone to the null page (code
+ * NULL); the caller has the page locked.
+ */
 static void
 BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer tid)
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	int			n = opaque->count;
 
+	opaque->count = n + 1;
+	if (code == NULL)
+	{
+		BscanPageNullTids(page)[n] = *tid;
+		((PageHeader) page)->pd_lower = BSCAN_CODES_OFFSET + (Size) (n + 1) * sizeof(ItemPointerData);
+		return;
+	}
 	memcpy(BscanPageCodes(page) + (Size) n * info->codeBytes, code, info->codeBytes);
 	BscanPageTids(page, info->capacity, info->codeBytes)[n] = *tid;
-	opaque->count = n + 1;
 	((PageHeader) page)->pd_lower =
 		BscanTidsOffset(info->capacity, info->codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
 }
 
-/* Write the code under the meta page's lock; see the file comment. */
+/*
+ * Write the entry under the meta page's lock (see the file comment): a code
+ * goes to the insert page, a NULL row's TID (code NULL) to the null page.
+ */
 static void
-BscanInsertCode(Relation index, BscanInfo *info, const uint8 *code, ItemPointer tid)
+BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer tid)
 {
 	Buffer		metabuf = ReadBuffer(index, BSCAN_METAPAGE_BLKNO);
 	Buffer		buf = InvalidBuffer;
 	GenericXLogState *state;
 	Page		page;
 	BscanMetaPage meta;
+	BlockNumber target;
+	int			capacity = code ? info->capacity : BSCAN_NULLS_PER_PAGE;
 	bool		newPage = false;
-	bool		updateMeta;
+	bool		fixDims;
 
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	meta = BscanPageGetMeta(BufferGetPage(metabuf));
 
 	/* another backend may have fixed the dimensions of an empty index */
-	if (meta->dims != 0 && meta->dims != info->dims)
+	if (code && meta->dims != 0 && meta->dims != info->dims)
 	{
 		int			expected = meta->dims;
 
 		UnlockReleaseBuffer(metabuf);
 		BscanCheckDims(info->dims, expected);
 	}
+	fixDims = code && meta->dims == 0;
 
-	if (BlockNumberIsValid(meta->insertPage))
+	target = code ? meta->insertPage : meta->nullPage;
+	if (BlockNumberIsValid(target))
 	{
-		buf = ReadBuffer(index, meta->insertPage);
+		buf = ReadBuffer(index, target);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		if (BscanPageGetOpaque(BufferGetPage(buf))->count >= info->capacity)
+		if (BscanPageGetOpaque(BufferGetPage(buf))->count >= capacity)
 		{
 			UnlockReleaseBuffer(buf);
 			buf = InvalidBuffer;
@@ -91,24 +107,26 @@ BscanInsertCode(Relation index, BscanInfo *info, const uint8 *code, ItemPointer 
 		newPage = true;
 	}
 
-	/* the meta page changes only when a page is added or the dims get fixed */
-	updateMeta = newPage || meta->dims == 0;
 	state = GenericXLogStart(index);
 	page = GenericXLogRegisterBuffer(state, buf, newPage ? GENERIC_XLOG_FULL_IMAGE : 0);
 	if (newPage)
-		BscanInitPage(page, BSCAN_PAGE_DATA);
+		BscanInitPage(page, code ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS);
 	BscanPageAdd(page, info, code, tid);
 
-	if (updateMeta)
+	/* the meta page changes only when a page is added or the dims get fixed */
+	if (newPage || fixDims)
 	{
 		meta = BscanPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
-		if (meta->dims == 0)
+		if (fixDims)
 		{
 			meta->dims = info->dims;
 			meta->codeBytes = info->codeBytes;
 			meta->capacity = info->capacity;
 		}
-		meta->insertPage = BufferGetBlockNumber(buf);
+		if (code)
+			meta->insertPage = BufferGetBlockNumber(buf);
+		else
+			meta->nullPage = BufferGetBlockNumber(buf);
 	}
 	GenericXLogFinish(state);
 
@@ -128,9 +146,15 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	uint8	   *code;
 	float	   *scratch = NULL;
 
-	/* NULLs are not indexed (there is no distance to order them by) */
+	/* a NULL row has no code, only its TID on a null page */
 	if (isnull[0])
+	{
+		BscanInfo	none;
+
+		memset(&none, 0, sizeof(none));
+		BscanInsertEntry(index, &none, NULL, heap_tid);
 		return false;
+	}
 
 	ctx = AllocSetContextCreate(CurrentMemoryContext, "binary_scan insert", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx);
@@ -156,7 +180,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		scratch = palloc(sizeof(float) * info.dims);
 	BscanEncode(values[0], &info, code, scratch);
 
-	BscanInsertCode(index, &info, code, heap_tid);
+	BscanInsertEntry(index, &info, code, heap_tid);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(ctx);

@@ -29,7 +29,7 @@
  * On bit columns the code is the value: Hamming order is exact, stages 2 and
  * 3 are skipped.  A scan without ORDER BY (the planner picks one when
  * sequential scans are disabled) or ordered by the distance to NULL returns
- * every indexed row in code order.
+ * every indexed row in code order.  Rows whose value is NULL come last.
  *
  * Selection keeps at most 2G candidates: when the buffer fills, a histogram
  * of the (small integer) distances gives the G-th smallest distance, which
@@ -78,6 +78,7 @@ typedef struct BscanScanOpaqueData
 
 	BscanInfo	info;
 	bool		started;
+	bool		nullsDone;		/* the rows whose value is NULL were returned */
 	bool		haveQuery;		/* false without ORDER BY or for a NULL query */
 	bool		rerankHeap;		/* re-rank from the heap (not for bit columns) */
 	bool		useEstimate;	/* narrow by asymmetric scores */
@@ -224,6 +225,7 @@ bscanrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
 
 	so->started = false;
+	so->nullsDone = false;
 	so->gathersDone = false;
 	so->haveLower = false;
 	so->ncands = 0;
@@ -581,6 +583,51 @@ BscanRerankChunk(IndexScanDesc scan, int from, int to)
 		qsort(so->results, so->nresults, sizeof(BscanResult), BscanResultCmp);
 }
 
+/*
+ * The last chunk: the rows whose value is NULL, which sort after every
+ * distance (ORDER BY ... ASC puts NULLs last).
+ */
+static void
+BscanNullChunk(IndexScanDesc scan)
+{
+	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
+	Relation	index = scan->indexRelation;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	int			cap = 64;
+
+	so->results = MemoryContextAlloc(so->chunkCtx, sizeof(BscanResult) * cap);
+	for (BlockNumber blkno = 1 + so->info.thresholdPages; blkno < nblocks; blkno++)
+	{
+		Buffer		buf;
+		Page		page;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBuffer(index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (!PageIsNew(page) && BscanPageGetOpaque(page)->kind == BSCAN_PAGE_NULLS)
+		{
+			int			n = BscanPageGetOpaque(page)->count;
+
+			if (so->nresults + n > cap)
+			{
+				cap = Max(cap * 2, so->nresults + n);
+				so->results = repalloc_huge(so->results, sizeof(BscanResult) * cap);
+			}
+			for (int i = 0; i < n; i++)
+			{
+				BscanResult *r = &so->results[so->nresults++];
+
+				r->dist = 0;
+				r->isnull = true;
+				r->tid = BscanPageNullTids(page)[i];
+			}
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	so->nullsDone = true;
+}
+
 /* Produce the next chunk of rows in so->results; false when none is left. */
 static bool
 BscanNextChunk(IndexScanDesc scan)
@@ -600,14 +647,21 @@ BscanNextChunk(IndexScanDesc scan)
 			int			n;
 
 			if (so->gathersDone)
-				return false;
+			{
+				if (so->nullsDone)
+					return false;
+				BscanNullChunk(scan);
+				if (so->nresults > 0)
+					return true;
+				continue;
+			}
 			n = BscanGather(scan, so->gatherSize);
 			if (n < so->gatherSize)
 				so->gathersDone = true;
 			/* later gathers happen only under filters: grow them geometrically */
 			so->gatherSize = (int) Min((int64) so->gatherSize * 2, (int64) so->maxEntries);
 			if (n == 0)
-				return false;
+				continue;
 		}
 
 		/* rows without an exact distance to compute come all at once */

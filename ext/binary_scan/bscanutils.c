@@ -93,6 +93,7 @@ BscanWriteMetaPage(Page page, const BscanInfo *info)
 	meta->capacity = info->capacity;
 	meta->thresholdPages = info->thresholdPages;
 	meta->insertPage = info->insertPage;
+	meta->nullPage = info->nullPage;
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(BscanMetaPageData)) - (char *) page;
 }
 
@@ -129,6 +130,7 @@ BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
 	info->capacity = meta->capacity;
 	info->thresholdPages = meta->thresholdPages;
 	info->insertPage = meta->insertPage;
+	info->nullPage = meta->nullPage;
 	info->thresholds = NULL;
 	UnlockReleaseBuffer(buf);
 

@@ -17,6 +17,26 @@
 
 #include "bscan.h"
 
+/* Remove dead TIDs from one null page; returns how many it removed. */
+static int
+BscanVacuumNullPage(Page page, IndexBulkDeleteCallback callback, void *callback_state, int *remaining)
+{
+	BscanPageOpaque opaque = BscanPageGetOpaque(page);
+	ItemPointerData *tids = BscanPageNullTids(page);
+	int			n = opaque->count;
+	int			kept = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!callback(&tids[i], callback_state))
+			tids[kept++] = tids[i];
+	for (int i = kept; i < n; i++)
+		ItemPointerSetInvalid(&tids[i]);
+	opaque->count = kept;
+	((PageHeader) page)->pd_lower = BSCAN_CODES_OFFSET + (Size) kept * sizeof(ItemPointerData);
+	*remaining = kept;
+	return n - kept;
+}
+
 /* Remove dead entries from one data page; returns how many it removed. */
 static int
 BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callback,
@@ -68,8 +88,6 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 	BscanReadInfo(index, &binfo, false);
 	stats->num_index_tuples = 0;
-	if (binfo.dims == 0)
-		return stats;
 
 	nblocks = RelationGetNumberOfBlocks(index);
 	for (BlockNumber blkno = 1 + binfo.thresholdPages; blkno < nblocks; blkno++)
@@ -79,12 +97,14 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		GenericXLogState *state;
 		int			removed;
 		int			remaining;
+		int			kind;
 
 		PgsVacuumDelayPoint();
 		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 		page = BufferGetPage(buf);
-		if (PageIsNew(page) || BscanPageGetOpaque(page)->kind != BSCAN_PAGE_DATA)
+		kind = PageIsNew(page) ? 0 : BscanPageGetOpaque(page)->kind;
+		if (kind != BSCAN_PAGE_DATA && kind != BSCAN_PAGE_NULLS)
 		{
 			UnlockReleaseBuffer(buf);
 			continue;
@@ -92,7 +112,10 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 		state = GenericXLogStart(index);
 		page = GenericXLogRegisterBuffer(state, buf, 0);
-		removed = BscanVacuumPage(page, &binfo, callback, callback_state, &remaining);
+		if (kind == BSCAN_PAGE_DATA)
+			removed = BscanVacuumPage(page, &binfo, callback, callback_state, &remaining);
+		else
+			removed = BscanVacuumNullPage(page, callback, callback_state, &remaining);
 		if (removed > 0)
 			GenericXLogFinish(state);
 		else
@@ -131,7 +154,8 @@ bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 			buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buf);
-			if (!PageIsNew(page) && BscanPageGetOpaque(page)->kind == BSCAN_PAGE_DATA)
+			if (!PageIsNew(page) && (BscanPageGetOpaque(page)->kind == BSCAN_PAGE_DATA ||
+									 BscanPageGetOpaque(page)->kind == BSCAN_PAGE_NULLS))
 				stats->num_index_tuples += BscanPageGetOpaque(page)->count;
 			UnlockReleaseBuffer(buf);
 		}

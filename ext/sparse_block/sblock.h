@@ -47,6 +47,7 @@
 
 /* document flags */
 #define SBLOCK_DOC_DELETED		0x01
+#define SBLOCK_DOC_NULL			0x02	/* the row's value is NULL: returned last */
 
 /* pgvector's sparsevec limits */
 #define SBLOCK_MAX_NNZ			16000

@@ -75,12 +75,21 @@ SblockBuildCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 	SblockDoc  *d;
 	int			dim;
 
-	if (isnull[0])
-		return;
 	old = MemoryContextSwitchTo(bs->tmpCtx);
-	dim = SblockCheckValue(values[0], bs->meta.dim, &v);
-	if (bs->meta.dim == 0)
-		bs->meta.dim = dim;
+	if (isnull[0])
+	{
+		/* kept as an empty record: a scan returns NULL rows last */
+		v.nnz = 0;
+		v.indices = NULL;
+		v.values = NULL;
+		v.flags = SBLOCK_DOC_NULL;
+	}
+	else
+	{
+		dim = SblockCheckValue(values[0], bs->meta.dim, &v);
+		if (bs->meta.dim == 0)
+			bs->meta.dim = dim;
+	}
 
 	MemoryContextSwitchTo(bs->docsCtx);
 	if (bs->ndocs == bs->capDocs)
@@ -95,7 +104,7 @@ SblockBuildCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 				 errmsg("sparse_block index supports at most %u documents", PG_UINT32_MAX / 2)));
 	d = &bs->docs[bs->ndocs];
 	d->tid = *tid;
-	d->flags = 0;
+	d->flags = v.flags;
 	d->ordinal = bs->ndocs;
 	d->nnz = v.nnz;
 	d->indices = palloc(sizeof(int32) * Max(v.nnz, 1));
@@ -133,6 +142,7 @@ SblockWriteForward(SblockBuildState *bs)
 		CHECK_FOR_INTERRUPTS();
 		memset(&hdr, 0, sizeof(hdr));
 		hdr.tid = d->tid;
+		hdr.flags = d->flags;
 		hdr.ordinal = d->ordinal;
 		hdr.nnz = d->nnz;
 		offsets[i] = SblockWriterAlignDoc(&w);

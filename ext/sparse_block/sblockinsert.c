@@ -77,17 +77,22 @@ sblockinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	uint64		offset;
 	GenericXLogState *state;
 
-	if (isnull[0])
-		return false;
-
 	ctx = AllocSetContextCreate(CurrentMemoryContext, "sparse_block insert", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx);
-	dim = SblockCheckValue(values[0], 0, &v);
+	if (isnull[0])
+	{
+		/* an empty record flagged NULL: a scan returns NULL rows last */
+		memset(&v, 0, sizeof(v));
+		v.flags = SBLOCK_DOC_NULL;
+		dim = 0;
+	}
+	else
+		dim = SblockCheckValue(values[0], 0, &v);
 
 	metabuf = ReadBuffer(index, SBLOCK_METAPAGE_BLKNO);
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	meta = SblockPageGetMeta(BufferGetPage(metabuf));
-	if (meta->dim != 0 && meta->dim != dim)
+	if (dim != 0 && meta->dim != 0 && meta->dim != dim)
 	{
 		int			expected = meta->dim;
 
@@ -100,6 +105,7 @@ sblockinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	/* the record: header, indices, values */
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.tid = *heap_tid;
+	hdr.flags = v.flags;
 	hdr.ordinal = meta->ndocs + meta->tailDocs;
 	hdr.nnz = v.nnz;
 	len = SBLOCK_DOC_HEADER_SIZE + (Size) v.nnz * 8;
@@ -113,7 +119,8 @@ sblockinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 
 	state = GenericXLogStart(index);
 	meta = SblockPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
-	meta->dim = dim;
+	if (dim != 0)
+		meta->dim = dim;
 	meta->tail.bytes = offset + len;
 	meta->tailDocs++;
 	GenericXLogFinish(state);

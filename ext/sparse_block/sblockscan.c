@@ -45,6 +45,7 @@ typedef struct SblockScanOpaqueData
 
 	bool		started;
 	bool		done;
+	bool		nullsDone;		/* the rows whose value is NULL were returned */
 	bool		haveQuery;
 	SblockMetaPageData meta;
 	uint32		total;			/* documents: ndocs + tailDocs at scan start */
@@ -64,6 +65,11 @@ typedef struct SblockScanOpaqueData
 	SblockHit  *heap;
 	int			nheap;
 	int			next;
+
+	/* counters, reported at DEBUG1 when the scan ends */
+	int64		nblocks;
+	int64		nskipped;
+	int64		nscored;
 
 	IndexTuple	nullItup;
 	SblockReader reader;
@@ -177,6 +183,7 @@ sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int 
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
 	so->started = false;
 	so->done = false;
+	so->nullsDone = false;
 	so->nheap = 0;
 	so->next = 0;
 	SblockReaderEnd(&so->reader);
@@ -271,20 +278,57 @@ SblockFindList(SblockScanOpaque so, uint32 term, SblockDirEntry *entry)
 	return false;
 }
 
-/* Score one document record (if live and new) and offer it to the heap. */
+/*
+ * Score one document record (if live and new) and offer it to the heap.
+ * Most records lie within one page: those are scored in place, under the
+ * page's share lock; a record that spans pages is copied out first.
+ */
 static void
 SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 {
-	SblockDoc	d;
+	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
+	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
+	SblockReader *r = &so->reader;
+	const SblockDocHeader *hdr;
 	SblockHit	hit;
+	bool		live;
+	bool		inPlace;
 
-	if (!SblockReadDoc(&so->reader, s, offset, &d, &so->docbufSize, &so->docbuf))
+	if (r->blkno != blkno)
+	{
+		if (BufferIsValid(r->buf))
+			ReleaseBuffer(r->buf);
+		r->buf = ReadBuffer(r->index, blkno);
+		r->blkno = blkno;
+	}
+	LockBuffer(r->buf, BUFFER_LOCK_SHARE);
+	hdr = (const SblockDocHeader *) (PageGetContents(BufferGetPage(r->buf)) + pos);
+	live = !(hdr->flags & (SBLOCK_DOC_DELETED | SBLOCK_DOC_NULL)) && hdr->ordinal < so->total &&
+		!BitTest(so->returned, hdr->ordinal) && hdr->nnz <= SBLOCK_MAX_NNZ;
+	inPlace = pos + SBLOCK_DOC_HEADER_SIZE + (Size) hdr->nnz * 8 <= SBLOCK_PAGE_BYTES;
+	if (live && inPlace)
+	{
+		const int32 *idx = (const int32 *) ((const char *) hdr + SBLOCK_DOC_HEADER_SIZE);
+		const float *val = (const float *) (idx + hdr->nnz);
+
+		hit.score = so->haveQuery ? SblockDot(idx, val, hdr->nnz, so->qidx, so->qval, so->qnnz) : 0;
+		hit.ordinal = hdr->ordinal;
+		hit.tid = hdr->tid;
+	}
+	LockBuffer(r->buf, BUFFER_LOCK_UNLOCK);
+	if (!live)
 		return;
-	if (d.ordinal >= so->total || BitTest(so->returned, d.ordinal))
-		return;
-	hit.score = so->haveQuery ? SblockDot(d.indices, d.values, d.nnz, so->qidx, so->qval, so->qnnz) : 0;
-	hit.ordinal = d.ordinal;
-	hit.tid = d.tid;
+	if (!inPlace)
+	{
+		SblockDoc	d;
+
+		if (!SblockReadDoc(r, s, offset, &d, &so->docbufSize, &so->docbuf) || (d.flags & SBLOCK_DOC_NULL))
+			return;
+		hit.score = so->haveQuery ? SblockDot(d.indices, d.values, d.nnz, so->qidx, so->qval, so->qnnz) : 0;
+		hit.ordinal = d.ordinal;
+		hit.tid = d.tid;
+	}
+	so->nscored++;
 	HeapPush(so, &hit);
 }
 
@@ -364,9 +408,13 @@ SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry)
 		postings = (const SblockPosting *) (p + sizeof(bh) + sizeof(uint32) * bh.ncomp + TYPEALIGN(4, bh.ncomp));
 		p += SblockBlockBytes(bh.ncomp, bh.ndocs);
 
+		so->nblocks++;
 		if (so->nheap >= so->k && sblock_heap_factor > 0 &&
 			SblockSummaryDot(so, &bh, comps, codes) < sblock_heap_factor * so->heap[0].score)
+		{
+			so->nskipped++;
 			continue;
+		}
 
 		for (uint32 i = 0; i < bh.ndocs; i++)
 		{
@@ -423,6 +471,50 @@ SblockRound(IndexScanDesc scan)
 	return so->nheap > 0;
 }
 
+/* Append the live NULL-flagged records of a stream of n records to the heap array. */
+static void
+SblockCollectNulls(SblockScanOpaque so, const SblockStream *s, uint32 n, int *cap)
+{
+	uint64		offset = 0;
+	SblockDocHeader hdr;
+
+	for (uint32 i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		offset = SblockDocAlign(offset);
+		SblockReaderRead(&so->reader, s, offset, &hdr, SBLOCK_DOC_HEADER_SIZE);
+		if ((hdr.flags & SBLOCK_DOC_NULL) && !(hdr.flags & SBLOCK_DOC_DELETED))
+		{
+			if (so->nheap == *cap)
+			{
+				*cap *= 2;
+				so->heap = repalloc_huge(so->heap, sizeof(SblockHit) * *cap);
+			}
+			so->heap[so->nheap].score = 0;
+			so->heap[so->nheap].ordinal = hdr.ordinal;
+			so->heap[so->nheap].tid = hdr.tid;
+			so->nheap++;
+		}
+		offset += SblockDocBytes(hdr.nnz);
+	}
+}
+
+/* After every round: the rows whose value is NULL, last (as ORDER BY ... ASC sorts them). */
+static void
+SblockNullRound(IndexScanDesc scan)
+{
+	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
+	int			cap = 64;
+
+	MemoryContextReset(so->roundCtx);
+	so->heap = MemoryContextAlloc(so->roundCtx, sizeof(SblockHit) * cap);
+	so->nheap = 0;
+	so->next = 0;
+	SblockCollectNulls(so, &so->meta.forward, so->meta.ndocs, &cap);
+	SblockCollectNulls(so, &so->meta.tail, so->meta.tailDocs, &cap);
+	so->nullsDone = true;
+}
+
 bool
 sblockgettuple(IndexScanDesc scan, ScanDirection dir)
 {
@@ -434,14 +526,28 @@ sblockgettuple(IndexScanDesc scan, ScanDirection dir)
 
 	while (so->next >= so->nheap)
 	{
-		if (so->done || !SblockRound(scan))
+		if (so->done)
 		{
-			if (so->done)
+			if (so->nullsDone)
 				return false;
+			SblockNullRound(scan);
+			continue;
 		}
+		SblockRound(scan);
 	}
 
 	hit = &so->heap[so->next++];
+	if (so->nullsDone)
+	{
+		/* a NULL row: no distance */
+		scan->xs_heaptid = hit->tid;
+		scan->xs_recheck = false;
+		scan->xs_recheckorderby = false;
+		scan->xs_orderbynulls[0] = true;
+		if (scan->xs_want_itup)
+			PgsSetNullIndexTuple(scan, &so->nullItup, so->scanCtx);
+		return true;
+	}
 	scan->xs_heaptid = hit->tid;
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
@@ -457,6 +563,9 @@ sblockendscan(IndexScanDesc scan)
 {
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
 
+	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks, %lld skipped, %lld documents scored",
+		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks,
+		 (long long) so->nskipped, (long long) so->nscored);
 	SblockReaderEnd(&so->reader);
 	MemoryContextDelete(so->scanCtx);
 	pfree(so);
