@@ -350,16 +350,44 @@ SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
 	}
 }
 
-/* the summary's dot product with the full query (dequantized values) */
+/*
+ * The summary's dot product with the full query (dequantized values); like
+ * SblockDot, a short query searches the summary instead of merging with it.
+ */
 static float
 SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const uint32 *comps,
 				 const uint8 *codes)
 {
 	float		dot = 0;
+	int			n = (int) bh->ncomp;
 	int			i = 0,
 				j = 0;
 
-	while (i < (int) bh->ncomp && j < so->qnnz)
+	if (so->qnnz * 8 < n)
+	{
+		for (j = 0; j < so->qnnz && i < n; j++)
+		{
+			uint32		key = (uint32) so->qidx[j];
+			int			hi = n;
+
+			while (i < hi)
+			{
+				int			mid = i + (hi - i) / 2;
+
+				if (comps[mid] < key)
+					i = mid + 1;
+				else
+					hi = mid;
+			}
+			if (i < n && comps[i] == key)
+			{
+				dot += (bh->min + codes[i] * bh->step) * so->qval[j];
+				i++;
+			}
+		}
+		return dot;
+	}
+	while (i < n && j < so->qnnz)
 	{
 		uint32		c = comps[i];
 		uint32		qc = (uint32) so->qidx[j];

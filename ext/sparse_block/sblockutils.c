@@ -268,10 +268,30 @@ SblockCheckValue(Datum value, int dim, SblockDoc *doc)
 	return v->dim;
 }
 
+/* first position in a[lo, n) whose value is >= key (a ascending) */
+static inline int
+LowerBound(const int32 *a, int lo, int n, int32 key)
+{
+	int			hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (a[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * Inner product of two sparse vectors with ascending indices, accumulated in
  * float in ascending index order — the same sum pgvector's <#> computes, so
- * index and sequential scans order rows identically.
+ * index and sequential scans order rows identically.  When b (the query) is
+ * much shorter than a, each of its indices is searched for in a instead of
+ * merging; the matches, and so the sum, come in the same order.
  */
 float
 SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float *bx, int bn)
@@ -280,6 +300,16 @@ SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float
 	int			i = 0,
 				j = 0;
 
+	if (bn * 8 < an)
+	{
+		for (j = 0; j < bn && i < an; j++)
+		{
+			i = LowerBound(ai, i, an, bi[j]);
+			if (i < an && ai[i] == bi[j])
+				dot += ax[i++] * bx[j];
+		}
+		return dot;
+	}
 	while (i < an && j < bn)
 	{
 		if (ai[i] == bi[j])
