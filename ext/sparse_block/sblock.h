@@ -49,6 +49,9 @@
 #define SBLOCK_DOC_DELETED		0x01
 #define SBLOCK_DOC_NULL			0x02	/* the row's value is NULL: returned last */
 
+/* queries over at most this many dimensions are scattered into a dense array */
+#define SBLOCK_DENSE_QUERY_MAX_DIM	(1 << 21)
+
 /* pgvector's sparsevec limits */
 #define SBLOCK_MAX_NNZ			16000
 

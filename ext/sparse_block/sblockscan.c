@@ -54,6 +54,7 @@ typedef struct SblockScanOpaqueData
 	int			qnnz;
 	int32	   *qidx;
 	float	   *qval;
+	float	   *qdense;			/* the query scattered over its dimensions, or NULL */
 	int			ncut;
 	int		   *cut;
 
@@ -72,7 +73,8 @@ typedef struct SblockScanOpaqueData
 	int64		nscored;
 
 	IndexTuple	nullItup;
-	SblockReader reader;
+	SblockReader reader;		/* posting lists, directory, tail headers */
+	SblockReader docReader;		/* document records: keeps its page pinned apart */
 	char	   *docbuf;
 	Size		docbufSize;
 	char	   *listbuf;
@@ -165,6 +167,7 @@ sblockbeginscan(Relation index, int nkeys, int norderbys)
 	so->queryCtx = AllocSetContextCreate(so->scanCtx, "sparse_block query", ALLOCSET_DEFAULT_SIZES);
 	so->roundCtx = AllocSetContextCreate(so->scanCtx, "sparse_block round", ALLOCSET_DEFAULT_SIZES);
 	SblockReaderInit(&so->reader, index);
+	SblockReaderInit(&so->docReader, index);
 	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
 	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
 	scan->xs_orderbynulls[0] = true;
@@ -187,6 +190,7 @@ sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int 
 	so->nheap = 0;
 	so->next = 0;
 	SblockReaderEnd(&so->reader);
+	SblockReaderEnd(&so->docReader);
 	MemoryContextReset(so->roundCtx);
 	MemoryContextReset(so->queryCtx);
 	so->docbuf = NULL;
@@ -242,6 +246,18 @@ SblockStartScan(IndexScanDesc scan)
 		memcpy(so->qidx, q->indices, sizeof(int32) * q->nnz);
 		memcpy(so->qval, PGV_SPARSEVEC_VALUES(q), sizeof(float) * q->nnz);
 
+		/*
+		 * Scattered over a dense array (vocabularies are tens of thousands of
+		 * terms), a document's score is one look-up per component, no merge.
+		 */
+		so->qdense = NULL;
+		if (q->dim <= SBLOCK_DENSE_QUERY_MAX_DIM)
+		{
+			so->qdense = palloc0(sizeof(float) * Max(q->dim, 1));
+			for (int i = 0; i < q->nnz; i++)
+				so->qdense[q->indices[i]] = so->qval[i];
+		}
+
 		/* query_cut: the largest components, visited largest first */
 		so->cut = palloc(sizeof(int) * Max(q->nnz, 1));
 		for (int i = 0; i < q->nnz; i++)
@@ -279,6 +295,27 @@ SblockFindList(SblockScanOpaque so, uint32 term, SblockDirEntry *entry)
 }
 
 /*
+ * A document's score.  With the dense query, the products of non-matching
+ * components are exact zeros, so the sum equals SblockDot's (and pgvector's):
+ * the same products added in the same ascending order.
+ */
+static inline float
+SblockDocScore(const SblockScanOpaque so, const int32 *idx, const float *val, int nnz)
+{
+	if (!so->haveQuery)
+		return 0;
+	if (so->qdense)
+	{
+		float		dot = 0;
+
+		for (int i = 0; i < nnz; i++)
+			dot += val[i] * so->qdense[idx[i]];
+		return dot;
+	}
+	return SblockDot(idx, val, nnz, so->qidx, so->qval, so->qnnz);
+}
+
+/*
  * Score one document record (if live and new) and offer it to the heap.
  * Most records lie within one page: those are scored in place, under the
  * page's share lock; a record that spans pages is copied out first.
@@ -288,7 +325,7 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 {
 	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
 	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
-	SblockReader *r = &so->reader;
+	SblockReader *r = &so->docReader;
 	const SblockDocHeader *hdr;
 	SblockHit	hit;
 	bool		live;
@@ -311,7 +348,7 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 		const int32 *idx = (const int32 *) ((const char *) hdr + SBLOCK_DOC_HEADER_SIZE);
 		const float *val = (const float *) (idx + hdr->nnz);
 
-		hit.score = so->haveQuery ? SblockDot(idx, val, hdr->nnz, so->qidx, so->qval, so->qnnz) : 0;
+		hit.score = SblockDocScore(so, idx, val, hdr->nnz);
 		hit.ordinal = hdr->ordinal;
 		hit.tid = hdr->tid;
 	}
@@ -324,7 +361,7 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 
 		if (!SblockReadDoc(r, s, offset, &d, &so->docbufSize, &so->docbuf) || (d.flags & SBLOCK_DOC_NULL))
 			return;
-		hit.score = so->haveQuery ? SblockDot(d.indices, d.values, d.nnz, so->qidx, so->qval, so->qnnz) : 0;
+		hit.score = SblockDocScore(so, d.indices, d.values, d.nnz);
 		hit.ordinal = d.ordinal;
 		hit.tid = d.tid;
 	}
@@ -363,6 +400,12 @@ SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const u
 	int			i = 0,
 				j = 0;
 
+	if (so->qdense)
+	{
+		for (i = 0; i < n; i++)
+			dot += (bh->min + codes[i] * bh->step) * so->qdense[comps[i]];
+		return dot;
+	}
 	if (so->qnnz * 8 < n)
 	{
 		for (j = 0; j < so->qnnz && i < n; j++)
@@ -402,48 +445,64 @@ SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const u
 	return dot;
 }
 
-/* Steps 2 and 3 for one posting list. */
+/*
+ * Steps 2 and 3 for one posting list.  Blocks are read one at a time, and a
+ * skipped block's postings are never read.
+ */
 static void
 SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry)
 {
+	const SblockStream *s = &so->meta.postings;
 	SblockListHeader lh;
-	char	   *p;
-	char	   *end;
+	uint64		offset = entry->offset;
+	uint64		end = entry->offset + entry->bytes;
 
-	if (so->listbufSize < entry->bytes)
-	{
-		so->listbuf = so->listbuf ? repalloc_huge(so->listbuf, entry->bytes)
-			: MemoryContextAllocHuge(so->queryCtx, entry->bytes);
-		so->listbufSize = entry->bytes;
-	}
-	SblockReaderRead(&so->reader, &so->meta.postings, entry->offset, so->listbuf, entry->bytes);
-	p = so->listbuf;
-	end = p + entry->bytes;
-	memcpy(&lh, p, sizeof(lh));
-	p += sizeof(lh);
+	SblockReaderRead(&so->reader, s, offset, &lh, sizeof(lh));
+	offset += sizeof(lh);
 
-	for (uint32 b = 0; b < lh.nblocks && p < end; b++)
+	for (uint32 b = 0; b < lh.nblocks && offset < end; b++)
 	{
 		SblockBlockHeader bh;
+		Size		summaryBytes;
+		Size		need;
 		const uint32 *comps;
 		const uint8 *codes;
 		const SblockPosting *postings;
 
 		CHECK_FOR_INTERRUPTS();
-		memcpy(&bh, p, sizeof(bh));
-		comps = (const uint32 *) (p + sizeof(bh));
-		codes = (const uint8 *) (comps + bh.ncomp);
-		postings = (const SblockPosting *) (p + sizeof(bh) + sizeof(uint32) * bh.ncomp + TYPEALIGN(4, bh.ncomp));
-		p += SblockBlockBytes(bh.ncomp, bh.ndocs);
-
-		so->nblocks++;
-		if (so->nheap >= so->k && sblock_heap_factor > 0 &&
-			SblockSummaryDot(so, &bh, comps, codes) < sblock_heap_factor * so->heap[0].score)
+		SblockReaderRead(&so->reader, s, offset, &bh, sizeof(bh));
+		summaryBytes = sizeof(uint32) * bh.ncomp + TYPEALIGN(4, bh.ncomp);
+		need = Max(summaryBytes, sizeof(SblockPosting) * bh.ndocs);
+		if (bh.ncomp > SBLOCK_MAX_NNZ * (Size) 64 || offset + SblockBlockBytes(bh.ncomp, bh.ndocs) > end)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("sparse_block index \"%s\" has a damaged posting list",
+							RelationGetRelationName(so->reader.index))));
+		if (so->listbufSize < need)
 		{
-			so->nskipped++;
-			continue;
+			so->listbuf = so->listbuf ? repalloc_huge(so->listbuf, need)
+				: MemoryContextAllocHuge(so->queryCtx, need);
+			so->listbufSize = need;
+		}
+		so->nblocks++;
+
+		if (so->nheap >= so->k && sblock_heap_factor > 0)
+		{
+			SblockReaderRead(&so->reader, s, offset + sizeof(bh), so->listbuf, summaryBytes);
+			comps = (const uint32 *) so->listbuf;
+			codes = (const uint8 *) (comps + bh.ncomp);
+			if (SblockSummaryDot(so, &bh, comps, codes) < sblock_heap_factor * so->heap[0].score)
+			{
+				so->nskipped++;
+				offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
+				continue;
+			}
 		}
 
+		SblockReaderRead(&so->reader, s, offset + sizeof(bh) + summaryBytes, so->listbuf,
+						 sizeof(SblockPosting) * bh.ndocs);
+		postings = (const SblockPosting *) so->listbuf;
+		offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
 		for (uint32 i = 0; i < bh.ndocs; i++)
 		{
 			uint32		ord = postings[i].ordinal;
@@ -595,6 +654,7 @@ sblockendscan(IndexScanDesc scan)
 		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks,
 		 (long long) so->nskipped, (long long) so->nscored);
 	SblockReaderEnd(&so->reader);
+	SblockReaderEnd(&so->docReader);
 	MemoryContextDelete(so->scanCtx);
 	pfree(so);
 	scan->opaque = NULL;
