@@ -25,6 +25,7 @@
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "utils/memutils.h"
 
 #include "pgsieve_pages.h"
@@ -44,12 +45,20 @@ typedef struct SblockBuildState
 	double		indtuples;
 } SblockBuildState;
 
+/* a component by dense term id */
+typedef struct CompVal
+{
+	int32		comp;			/* dense term id */
+	float		value;
+} CompVal;
+
 /* the build's posting lists: CSR over dense term ids */
 typedef struct SblockLists
 {
 	int			nterms;			/* distinct terms */
 	int32	   *terms;			/* dense id -> term id (ascending) */
-	int32	  **dense;			/* per document: dense ids of its components */
+	CompVal    *packed;			/* every document's components, dense ids, contiguous */
+	int64	   *docStart;		/* per document: its first component in packed */
 	int64	   *start;			/* per term: first posting, nterms + 1 entries */
 	uint32	   *docOf;			/* posting -> ordinal */
 	float	   *valOf;			/* posting -> value */
@@ -190,20 +199,25 @@ SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 	L->terms = all;
 
 	L->start = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	L->dense = palloc_extended(sizeof(int32 *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	L->packed = palloc_extended(sizeof(CompVal) * Max(total, 1), MCXT_ALLOC_HUGE);
+	L->docStart = palloc_extended(sizeof(int64) * (bs->ndocs + 1), MCXT_ALLOC_HUGE);
+	total = 0;
 	for (int i = 0; i < bs->ndocs; i++)
 	{
 		SblockDoc  *d = &bs->docs[i];
 
-		L->dense[i] = palloc(sizeof(int32) * Max(d->nnz, 1));
+		L->docStart[i] = total;
 		for (int c = 0; c < d->nnz; c++)
 		{
 			int32	   *hit = bsearch(&d->indices[c], L->terms, n, sizeof(int32), CmpInt32);
+			CompVal    *cv = &L->packed[total++];
 
-			L->dense[i][c] = (int32) (hit - L->terms);
-			L->start[L->dense[i][c] + 1]++;
+			cv->comp = (int32) (hit - L->terms);
+			cv->value = d->values[c];
+			L->start[cv->comp + 1]++;
 		}
 	}
+	L->docStart[bs->ndocs] = total;
 	for (int t = 0; t < n; t++)
 		L->start[t + 1] += L->start[t];
 
@@ -217,10 +231,11 @@ SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 
 		for (int c = 0; c < d->nnz; c++)
 		{
-			int64		p = fill[L->dense[i][c]]++;
+			const CompVal *cv = &L->packed[L->docStart[i] + c];
+			int64		p = fill[cv->comp]++;
 
 			L->docOf[p] = (uint32) i;
-			L->valOf[p] = d->values[c];
+			L->valOf[p] = cv->value;
 		}
 	}
 	pfree(fill);
@@ -331,42 +346,46 @@ SblockPruneList(const SblockLists *L, int t, float threshold, int cap, uint32 *d
 /* scratch shared by the per-list steps, sized once for the whole build */
 typedef struct SblockScratch
 {
-	int32	   *termHead;		/* dense term -> first centroid entry, or -1 */
+	int32	   *termHead;		/* dense term -> its first centroid entry, or -1 */
 	int32	   *termCount;		/* dense term -> centroids containing it */
 	int32	   *touchedTerms;
 	float	   *acc;			/* dense term -> running max (summaries) */
+	uint32	   *accStamp;		/* dense term -> the block that last touched it */
+	uint32		stamp;
 	int32	   *accTouched;
 	float	   *score;			/* centroid -> dot product */
+	uint32	   *scoreStamp;		/* centroid -> the assignment that last touched it */
+	uint32		scoreStampNow;
 	int32	   *scoreTouched;
 	int		   *assign;			/* position in list -> centroid */
 	int		   *clusterSize;
 	bool	   *alive;
-	int		  **topcut;			/* per document: its doc_cut largest components */
+	CompVal   **topcut;			/* per document: its doc_cut largest components */
 	int		   *topcutN;
 } SblockScratch;
 
+/* the centroids' inverted index: per term, its (centroid, value) entries, contiguous */
 typedef struct CentroidEntry
 {
 	int			centroid;
 	float		value;
-	int32		next;
 } CentroidEntry;
 
-/* A document's doc_cut largest components, as positions into its arrays. */
+/* A document's doc_cut largest components (dense ids). */
 static void
-SblockTopCut(const SblockDoc *d, int docCut, int *out, int *nout)
+SblockTopCut(const CompVal *dc, int nnz, int docCut, CompVal *out, int *nout)
 {
-	ValPos	   *vp = palloc(sizeof(ValPos) * Max(d->nnz, 1));
-	int			n = Min(docCut, d->nnz);
+	ValPos	   *vp = palloc(sizeof(ValPos) * Max(nnz, 1));
+	int			n = Min(docCut, nnz);
 
-	for (int c = 0; c < d->nnz; c++)
+	for (int c = 0; c < nnz; c++)
 	{
-		vp[c].value = d->values[c];
+		vp[c].value = dc[c].value;
 		vp[c].doc = c;
 	}
-	qsort(vp, d->nnz, sizeof(ValPos), CmpValPosDesc);
+	qsort(vp, nnz, sizeof(ValPos), CmpValPosDesc);
 	for (int i = 0; i < n; i++)
-		out[i] = (int) vp[i].doc;
+		out[i] = dc[vp[i].doc];
 	*nout = n;
 	pfree(vp);
 }
@@ -385,44 +404,46 @@ static int
 SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
 				   const CentroidEntry *entries, uint32 doc, int nc, int firstAlive)
 {
-	const SblockDoc *d = &bs->docs[doc];
 	int			maxChain = Max(8, nc / 4);
-	int			nt = 0;
 	int			best = -1;
 	float		bestScore = 0;
 
-	for (int pass = 0; pass < 2 && nt == 0; pass++)
+	for (int pass = 0; pass < 2 && best < 0; pass++)
 	{
+		int			nt = 0;
+
+		S->scoreStampNow++;
 		for (int i = 0; i < S->topcutN[doc]; i++)
 		{
-			int			c = S->topcut[doc][i];
-			int32		dt = L->dense[doc][c];
-			float		dv = d->values[c];
+			int32		dt = S->topcut[doc][i].comp;
+			float		dv = S->topcut[doc][i].value;
+			int32		e0 = S->termHead[dt];
 
-			if (pass == 0 && S->termCount[dt] > maxChain)
+			if (e0 < 0 || (pass == 0 && S->termCount[dt] > maxChain))
 				continue;
-			for (int32 e = S->termHead[dt]; e >= 0; e = entries[e].next)
+			for (int32 e = e0; e < e0 + S->termCount[dt]; e++)
 			{
 				int			j = entries[e].centroid;
 
-				if (!S->alive[j])
-					continue;
-				if (S->score[j] == 0)
-					S->scoreTouched[nt++] = j;
+				/* branch-free touched list: a centroid joins at its first hit */
+				S->scoreTouched[nt] = j;
+				nt += S->scoreStamp[j] != S->scoreStampNow;
+				S->scoreStamp[j] = S->scoreStampNow;
 				S->score[j] += dv * entries[e].value;
 			}
 		}
-	}
-	for (int i = 0; i < nt; i++)
-	{
-		int			j = S->scoreTouched[i];
-
-		if (best < 0 || S->score[j] > bestScore || (S->score[j] == bestScore && j < best))
+		for (int i = 0; i < nt; i++)
 		{
-			best = j;
-			bestScore = S->score[j];
+			int			j = S->scoreTouched[i];
+
+			if (S->alive[j] &&
+				(best < 0 || S->score[j] > bestScore || (S->score[j] == bestScore && j < best)))
+			{
+				best = j;
+				bestScore = S->score[j];
+			}
+			S->score[j] = 0;
 		}
-		S->score[j] = 0;
 	}
 	return best >= 0 ? best : firstAlive;
 }
@@ -474,25 +495,42 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 			total += bs->docs[pool[j]].nnz;
 		entries = palloc_extended(sizeof(CentroidEntry) * Max(total, 1), MCXT_ALLOC_HUGE);
 	}
+	/* count each term's entries, place the runs, then fill them (CSR) */
 	for (int j = 0; j < nc; j++)
 	{
-		const SblockDoc *cd = &bs->docs[pool[j]];
+		const CompVal *cv = &L->packed[L->docStart[pool[j]]];
+		int			nnz = (int) (L->docStart[pool[j] + 1] - L->docStart[pool[j]]);
 
-		for (int c = 0; c < cd->nnz; c++)
+		for (int c = 0; c < nnz; c++)
 		{
-			int32		dt = L->dense[pool[j]][c];
+			int32		dt = cv[c].comp;
 
-			if (S->termHead[dt] < 0)
+			if (S->termCount[dt]++ == 0)
 				S->touchedTerms[ntouched++] = dt;
-			S->termCount[dt]++;
-			entries[nentries].centroid = j;
-			entries[nentries].value = cd->values[c];
-			entries[nentries].next = S->termHead[dt];
-			S->termHead[dt] = nentries++;
 		}
 		S->alive[j] = true;
 		S->clusterSize[j] = 0;
 	}
+	for (int i = 0; i < ntouched; i++)
+	{
+		S->termHead[S->touchedTerms[i]] = nentries;	/* the fill cursor, for now */
+		nentries += S->termCount[S->touchedTerms[i]];
+	}
+	for (int j = 0; j < nc; j++)
+	{
+		const CompVal *cv = &L->packed[L->docStart[pool[j]]];
+		int			nnz = (int) (L->docStart[pool[j] + 1] - L->docStart[pool[j]]);
+
+		for (int c = 0; c < nnz; c++)
+		{
+			CentroidEntry *e = &entries[S->termHead[cv[c].comp]++];
+
+			e->centroid = j;
+			e->value = cv[c].value;
+		}
+	}
+	for (int i = 0; i < ntouched; i++)
+		S->termHead[S->touchedTerms[i]] -= S->termCount[S->touchedTerms[i]];
 
 	for (int i = 0; i < n; i++)
 	{
@@ -535,12 +573,6 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 	pfree(entries);
 	return nc;
 }
-
-typedef struct CompVal
-{
-	int32		comp;			/* dense term id */
-	float		value;
-} CompVal;
 
 static inline int
 CmpCompValDesc(const CompVal *x, const CompVal *y)
@@ -663,22 +695,25 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 				step;
 	SblockBlockHeader hdr;
 
+	/*
+	 * Branch-free: values are non-negative and acc[] is zero outside the
+	 * block being summarized, so a max needs no test, and a term joins the
+	 * touched list when its stamp is not this block's.
+	 */
+	S->stamp++;
 	for (int i = 0; i < ndocs; i++)
 	{
-		const SblockDoc *d = &bs->docs[blockDocs[i]];
+		const CompVal *dc = &L->packed[L->docStart[blockDocs[i]]];
+		const CompVal *dend = &L->packed[L->docStart[blockDocs[i] + 1]];
 
-		for (int c = 0; c < d->nnz; c++)
+		for (; dc < dend; dc++)
 		{
-			int32		dt = L->dense[blockDocs[i]][c];
+			int32		dt = dc->comp;
 
-			if (S->acc[dt] == 0)
-			{
-				if (d->values[c] == 0)
-					continue;
-				S->accTouched[nt++] = dt;
-			}
-			if (d->values[c] > S->acc[dt])
-				S->acc[dt] = d->values[c];
+			S->accTouched[nt] = dt;
+			nt += S->accStamp[dt] != S->stamp;
+			S->accStamp[dt] = S->stamp;
+			S->acc[dt] = Max(S->acc[dt], dc->value);
 		}
 	}
 	cv = palloc(sizeof(CompVal) * Max(nt, 1));
@@ -707,27 +742,27 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 	hdr.min = min;
 	hdr.step = step;
 	SblockWriterWrite(w, &hdr, sizeof(hdr));
-	for (int i = 0; i < keep; i++)
 	{
-		uint32		term = (uint32) L->terms[cv[i].comp];
+		/* the summary and the postings, assembled and written at once */
+		Size		bytes = SblockBlockBytes(keep, ndocs) - sizeof(hdr);
+		char	   *out = palloc0(bytes);
+		uint32	   *terms = (uint32 *) out;
+		uint8	   *codes = (uint8 *) (terms + keep);
+		SblockPosting *post = (SblockPosting *) (out + sizeof(uint32) * keep + TYPEALIGN(4, keep));
 
-		SblockWriterWrite(w, &term, sizeof(uint32));
-	}
-	for (int i = 0; i < keep; i++)
-	{
-		/* step 0 (all equal) would divide by zero: every code is then 0 */
-		uint8		code = step > 0 ? (uint8) Min(255.0f, rintf((cv[i].value - min) / step)) : 0;
-
-		SblockWriterWrite(w, &code, 1);
-	}
-	SblockWriterPad(w, 4);
-	for (int i = 0; i < ndocs; i++)
-	{
-		SblockPosting p;
-
-		p.ordinal = blockDocs[i];
-		p.offset8 = (uint32) (offsets[blockDocs[i]] / 8);
-		SblockWriterWrite(w, &p, sizeof(p));
+		for (int i = 0; i < keep; i++)
+		{
+			terms[i] = (uint32) L->terms[cv[i].comp];
+			/* step 0 (all equal) would divide by zero: every code is then 0 */
+			codes[i] = step > 0 ? (uint8) Min(255.0f, rintf((cv[i].value - min) / step)) : 0;
+		}
+		for (int i = 0; i < ndocs; i++)
+		{
+			post[i].ordinal = blockDocs[i];
+			post[i].offset8 = (uint32) (offsets[blockDocs[i]] / 8);
+		}
+		SblockWriterWrite(w, out, bytes);
+		pfree(out);
 	}
 	pfree(cv);
 }
@@ -760,18 +795,24 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 		S.termHead[t] = -1;
 	S.touchedTerms = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
 	S.acc = palloc_extended(sizeof(float) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	S.accTouched = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	S.accTouched = palloc_extended(sizeof(int32) * (Max(L->nterms, 1) + 1), MCXT_ALLOC_HUGE);
+	S.accStamp = palloc_extended(sizeof(uint32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S.stamp = 0;
 	S.score = palloc0(sizeof(float) * Max(maxLen, 1));
-	S.scoreTouched = palloc(sizeof(int32) * Max(maxLen, 1));
+	S.scoreTouched = palloc(sizeof(int32) * (Max(maxLen, 1) + 1));
+	S.scoreStamp = palloc0(sizeof(uint32) * Max(maxLen, 1));
+	S.scoreStampNow = 0;
 	S.assign = palloc(sizeof(int) * Max(maxLen, 1));
 	S.clusterSize = palloc(sizeof(int) * Max(maxLen, 1));
 	S.alive = palloc(sizeof(bool) * Max(maxLen, 1));
-	S.topcut = palloc_extended(sizeof(int *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	S.topcut = palloc_extended(sizeof(CompVal *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
 	S.topcutN = palloc_extended(sizeof(int) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
 	for (int i = 0; i < bs->ndocs; i++)
 	{
-		S.topcut[i] = palloc(sizeof(int) * Max(Min(opts->docCut, bs->docs[i].nnz), 1));
-		SblockTopCut(&bs->docs[i], opts->docCut, S.topcut[i], &S.topcutN[i]);
+		int			nnz = (int) (L->docStart[i + 1] - L->docStart[i]);
+
+		S.topcut[i] = palloc(sizeof(CompVal) * Max(Min(opts->docCut, nnz), 1));
+		SblockTopCut(&L->packed[L->docStart[i]], nnz, opts->docCut, S.topcut[i], &S.topcutN[i]);
 	}
 	docs = palloc(sizeof(uint32) * Max(maxLen, 1));
 	blockDocs = palloc(sizeof(uint32) * Max(maxLen, 1));
@@ -781,19 +822,36 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 	{
 		SblockDirEntry *dir = palloc_extended(sizeof(SblockDirEntry) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
 		int			ndir = 0;
+		instr_time	ta,
+					tb,
+					tCluster,
+					tWrite,
+					tPrune;
+
+		INSTR_TIME_SET_ZERO(tCluster);
+		INSTR_TIME_SET_ZERO(tWrite);
+		INSTR_TIME_SET_ZERO(tPrune);
 
 		for (int t = 0; t < L->nterms; t++)
 		{
-			int			n = SblockPruneList(L, t, threshold, cap, docs);
+			int			n;
 			uint32	   *centroids;
 			int			nc;
 			SblockListHeader lh;
 			uint64		begin;
 
+			INSTR_TIME_SET_CURRENT(ta);
+			n = SblockPruneList(L, t, threshold, cap, docs);
+			INSTR_TIME_SET_CURRENT(tb);
+			INSTR_TIME_ACCUM_DIFF(tPrune, tb, ta);
+
 			CHECK_FOR_INTERRUPTS();
 			if (n == 0)
 				continue;
+			INSTR_TIME_SET_CURRENT(ta);
 			nc = SblockClusterList(L, bs, &S, docs, n, L->terms[t], opts, &centroids);
+			INSTR_TIME_SET_CURRENT(tb);
+			INSTR_TIME_ACCUM_DIFF(tCluster, tb, ta);
 
 			SblockWriterPad(&w, 8);
 			begin = w.bytes;
@@ -809,17 +867,37 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 			lh.npostings = n;
 			SblockWriterWrite(&w, &lh, sizeof(lh));
 
-			/* blocks in centroid order, documents ascending within a block */
-			for (int j = 0; j < nc; j++)
+			/*
+			 * Blocks in centroid order, documents ascending within a block:
+			 * a counting sort by cluster (docs[] is ascending already).
+			 */
 			{
-				int			nb = 0;
+				int			pos = 0;
 
-				if (S.clusterSize[j] == 0)
-					continue;
+				for (int j = 0; j < nc; j++)
+				{
+					int			size = S.clusterSize[j];
+
+					S.clusterSize[j] = pos;		/* now: where cluster j starts */
+					pos += size;
+				}
 				for (int i = 0; i < n; i++)
-					if (S.assign[i] == j)
-						blockDocs[nb++] = docs[i];
-				SblockWriteBlock(&w, L, bs, &S, blockDocs, nb, offsets, opts->summaryEnergy);
+					blockDocs[S.clusterSize[S.assign[i]]++] = docs[i];
+				pos = 0;
+				for (int j = 0; j < nc; j++)
+				{
+					int			end = S.clusterSize[j];	/* now: where cluster j ends */
+
+					if (end > pos)
+					{
+						INSTR_TIME_SET_CURRENT(ta);
+						SblockWriteBlock(&w, L, bs, &S, blockDocs + pos, end - pos, offsets,
+										 opts->summaryEnergy);
+						INSTR_TIME_SET_CURRENT(tb);
+						INSTR_TIME_ACCUM_DIFF(tWrite, tb, ta);
+					}
+					pos = end;
+				}
 			}
 			pfree(centroids);
 
@@ -830,6 +908,8 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 		}
 		SblockWriterPad(&w, 8);
 		SblockWriterEnd(&w, &bs->meta.postings);
+		elog(DEBUG1, "sparse_block build: pruning %.3f s, clustering %.3f s, blocks %.3f s",
+			 INSTR_TIME_GET_DOUBLE(tPrune), INSTR_TIME_GET_DOUBLE(tCluster), INSTR_TIME_GET_DOUBLE(tWrite));
 
 		SblockWriterBegin(&dw, bs->index, MAIN_FORKNUM);
 		SblockWriterWrite(&dw, dir, sizeof(SblockDirEntry) * ndir);
@@ -920,10 +1000,26 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (bs.ndocs > 0)
 	{
 		SblockLists L;
-		uint64	   *offsets = SblockWriteForward(&bs);
+		uint64	   *offsets;
+		instr_time	t0,
+					t1,
+					t2,
+					t3;
 
+		INSTR_TIME_SET_CURRENT(t0);
+		offsets = SblockWriteForward(&bs);
+		INSTR_TIME_SET_CURRENT(t1);
 		SblockBuildLists(&bs, &L);
+		INSTR_TIME_SET_CURRENT(t2);
 		SblockWritePostings(&bs, &L, offsets, &opts);
+		INSTR_TIME_SET_CURRENT(t3);
+		INSTR_TIME_SUBTRACT(t3, t2);
+		INSTR_TIME_SUBTRACT(t2, t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		elog(DEBUG1, "sparse_block build of \"%s\": %d documents, %d terms; forward %.3f s, lists %.3f s, "
+			 "pruning + blocks + summaries %.3f s",
+			 RelationGetRelationName(index), bs.ndocs, L.nterms, INSTR_TIME_GET_DOUBLE(t1),
+			 INSTR_TIME_GET_DOUBLE(t2), INSTR_TIME_GET_DOUBLE(t3));
 	}
 	bs.meta.ndocs = bs.ndocs;
 	bs.meta.tail.start = RelationGetNumberOfBlocks(index);
