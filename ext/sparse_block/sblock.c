@@ -7,6 +7,7 @@
 
 #include "access/amapi.h"
 #include "access/reloptions.h"
+#include "access/xact.h"
 #include "commands/vacuum.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
@@ -21,9 +22,18 @@ int			sblock_top_k = SBLOCK_DEFAULT_TOP_K;
 
 static relopt_kind sblock_relopt_kind;
 
+/* a scan that died in an error leaves the backend's dense query array dirty */
+static void
+SblockXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		SblockAbortCleanup();
+}
+
 void
 SblockInit(void)
 {
+	RegisterXactCallback(SblockXactCallback, NULL);
 	sblock_relopt_kind = add_reloption_kind();
 	add_int_reloption(sblock_relopt_kind, "n_postings",
 					  "Average posting-list length kept by static pruning (Seismic's n_postings)",

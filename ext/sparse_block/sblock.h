@@ -192,6 +192,9 @@ extern int	sblock_top_k;
 /* sblock.c */
 extern void SblockInit(void);
 
+/* sblockscan.c */
+extern void SblockAbortCleanup(void);
+
 /* sblockutils.c: stream I/O */
 typedef struct SblockWriter
 {

@@ -83,6 +83,8 @@ typedef struct SblockScanOpaqueData
 
 typedef SblockScanOpaqueData *SblockScanOpaque;
 
+static void SblockDenseRelease(SblockScanOpaque so);
+
 #define BitTest(bm, i)	(((bm)[(i) >> 3] >> ((i) & 7)) & 1)
 #define BitSet(bm, i)	((bm)[(i) >> 3] |= (uint8) (1 << ((i) & 7)))
 
@@ -184,6 +186,7 @@ sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int 
 		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
 	if (orderbys && scan->numberOfOrderBys > 0)
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	SblockDenseRelease(so);
 	so->started = false;
 	so->done = false;
 	so->nullsDone = false;
@@ -197,6 +200,54 @@ sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int 
 	so->docbufSize = 0;
 	so->listbuf = NULL;
 	so->listbufSize = 0;
+}
+
+/*
+ * The dense query array.  Zeroing (and faulting in) a vocabulary-sized array
+ * for every scan cost more than the scan itself on short queries, so each
+ * backend keeps one, zero outside a scan: a scan scatters its query in and
+ * clears exactly those entries when it ends.  A second scan open at the same
+ * time (two index scans in one query) gets a private array.  If a scan dies
+ * in an error, the transaction-abort callback zeroes the array.
+ */
+static float *dense_buf = NULL;
+static int	dense_cap = 0;
+static void *dense_owner = NULL;
+
+static float *
+SblockDenseAcquire(SblockScanOpaque so, int dim)
+{
+	if (dense_owner != NULL)
+		return MemoryContextAllocZero(so->queryCtx, sizeof(float) * Max(dim, 1));
+	if (dense_cap < dim)
+	{
+		if (dense_buf)
+			pfree(dense_buf);
+		dense_buf = MemoryContextAllocZero(TopMemoryContext, sizeof(float) * Max(dim, 1));
+		dense_cap = dim;
+	}
+	dense_owner = so;
+	return dense_buf;
+}
+
+/* Give the array back clean (a private one just goes with queryCtx). */
+static void
+SblockDenseRelease(SblockScanOpaque so)
+{
+	if (so->qdense == NULL || so->qdense != dense_buf || dense_owner != so)
+		return;
+	for (int i = 0; i < so->qnnz; i++)
+		dense_buf[so->qidx[i]] = 0;
+	dense_owner = NULL;
+	so->qdense = NULL;
+}
+
+void
+SblockAbortCleanup(void)
+{
+	if (dense_owner != NULL && dense_buf != NULL)
+		memset(dense_buf, 0, sizeof(float) * dense_cap);
+	dense_owner = NULL;
 }
 
 static int
@@ -253,7 +304,7 @@ SblockStartScan(IndexScanDesc scan)
 		so->qdense = NULL;
 		if (q->dim <= SBLOCK_DENSE_QUERY_MAX_DIM)
 		{
-			so->qdense = palloc0(sizeof(float) * Max(q->dim, 1));
+			so->qdense = SblockDenseAcquire(so, q->dim);
 			for (int i = 0; i < q->nnz; i++)
 				so->qdense[q->indices[i]] = so->qval[i];
 		}
@@ -653,6 +704,7 @@ sblockendscan(IndexScanDesc scan)
 	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks, %lld skipped, %lld documents scored",
 		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks,
 		 (long long) so->nskipped, (long long) so->nscored);
+	SblockDenseRelease(so);
 	SblockReaderEnd(&so->reader);
 	SblockReaderEnd(&so->docReader);
 	MemoryContextDelete(so->scanCtx);

@@ -71,6 +71,34 @@ RESET enable_seqscan;
 RESET pgsieve.sparse_query_cut;
 RESET pgsieve.sparse_heap_factor;
 
+-- two scans open at once, and a scan that dies in an error, leave later scans exact
+SET pgsieve.sparse_query_cut = 0;
+SET pgsieve.sparse_heap_factor = 0;
+CREATE TABLE two_scans (side int, d float8);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT d FROM (
+	(SELECT emb <#> (SELECT v FROM spq WHERE q = 1)::sparsevec AS d FROM sp ORDER BY 1 LIMIT 20)
+	UNION ALL
+	(SELECT emb <#> (SELECT v FROM spq WHERE q = 2)::sparsevec FROM sp ORDER BY 1 LIMIT 20)) s;
+INSERT INTO two_scans
+	(SELECT 1, emb <#> (SELECT v FROM spq WHERE q = 1)::sparsevec FROM sp ORDER BY 2 LIMIT 20)
+	UNION ALL
+	(SELECT 2, emb <#> (SELECT v FROM spq WHERE q = 2)::sparsevec FROM sp ORDER BY 2 LIMIT 20);
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT side, array_agg(d ORDER BY d) = (SELECT array_agg(d) FROM (SELECT emb <#> v::sparsevec AS d FROM sp
+		ORDER BY 1 LIMIT 20) x) AS equal_to_seqscan
+FROM two_scans JOIN spq ON q = side GROUP BY side, v ORDER BY side;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+SELECT id FROM sp WHERE 1 / (id - id) = 0 ORDER BY emb <#> (SELECT v FROM spq WHERE q = 3)::sparsevec LIMIT 5;
+RESET enable_seqscan;
+SELECT q, knn('sp', 'emb', '<#>', v, 40, true, output => 'dist') = knn('sp', 'emb', '<#>', v, 40, false, output => 'dist') AS equal_after_error
+FROM spq ORDER BY q;
+DROP TABLE two_scans;
+RESET pgsieve.sparse_query_cut;
+RESET pgsieve.sparse_heap_factor;
+
 -- empty tables, unlogged tables, NULL queries
 CREATE TABLE sp2 (id int, emb sparsevec);
 CREATE INDEX ON sp2 USING sparse_block (emb);
