@@ -70,7 +70,7 @@
 #define BSCAN_QUANTIZER_MEAN	1
 
 /* rows re-ranked exactly from the heap per batch: GUC pgsieve.binary_rerank */
-#define BSCAN_DEFAULT_RERANK	100
+#define BSCAN_DEFAULT_RERANK	200
 #define BSCAN_MIN_RERANK		1
 #define BSCAN_MAX_RERANK		1000000
 
