@@ -8,6 +8,7 @@
 
 #include "access/amapi.h"
 #include "access/reloptions.h"
+#include "commands/progress.h"
 #include "commands/vacuum.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
@@ -101,6 +102,22 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	*indexPages = pages;
 }
 
+static char *
+bscanbuildphasename(int64 phasenum)
+{
+	switch (phasenum)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case BSCAN_PHASE_STATISTICS:
+			return "learning quantization statistics";
+		case BSCAN_PHASE_QUANTIZE:
+			return "quantizing tuples";
+		default:
+			return NULL;
+	}
+}
+
 static bool
 bscanvalidate(Oid opclassoid)
 {
@@ -151,7 +168,7 @@ binary_scan_handler(PG_FUNCTION_ARGS)
 	amroutine->amcostestimate = bscancostestimate;
 	amroutine->amoptions = bscanoptions;
 	amroutine->amproperty = NULL;
-	amroutine->ambuildphasename = NULL;
+	amroutine->ambuildphasename = bscanbuildphasename;
 	amroutine->amvalidate = bscanvalidate;
 	amroutine->amadjustmembers = NULL;
 	amroutine->ambeginscan = bscanbeginscan;

@@ -81,6 +81,10 @@
 /* the largest number of dimensions (bits for bit columns) an index takes */
 #define BSCAN_MAX_DIM			64000
 
+/* CREATE INDEX progress subphases */
+#define BSCAN_PHASE_STATISTICS	2
+#define BSCAN_PHASE_QUANTIZE	3
+
 /* support function numbers */
 #define BSCAN_TYPEINFO_PROC		1
 

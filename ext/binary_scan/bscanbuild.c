@@ -17,6 +17,8 @@
 #include "access/generic_xlog.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
+#include "commands/progress.h"
+#include "pgstat.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -286,6 +288,7 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (bs.info.quantizer == BSCAN_QUANTIZER_MEAN)
 	{
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, BSCAN_PHASE_STATISTICS);
 		table_index_build_scan(heap, index, indexInfo, true, true, BscanMeanCallback, &bs, NULL);
 		if (bs.nsummed > 0)
 			BscanWriteThresholds(&bs);
@@ -293,6 +296,7 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 			bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn from */
 	}
 
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, BSCAN_PHASE_QUANTIZE);
 	reltuples = table_index_build_scan(heap, index, indexInfo, true, true, BscanEncodeCallback, &bs, NULL);
 	BscanFlushPage(&bs);
 	BscanFlushNullPage(&bs);

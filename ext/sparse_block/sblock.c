@@ -8,6 +8,7 @@
 #include "access/amapi.h"
 #include "access/reloptions.h"
 #include "access/xact.h"
+#include "commands/progress.h"
 #include "commands/vacuum.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
@@ -118,6 +119,24 @@ sblockcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	*indexPages = Min(pages, visited);
 }
 
+static char *
+sblockbuildphasename(int64 phasenum)
+{
+	switch (phasenum)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case SBLOCK_PHASE_LOAD:
+			return "loading tuples";
+		case SBLOCK_PHASE_FORWARD:
+			return "writing forward index";
+		case SBLOCK_PHASE_LISTS:
+			return "pruning, clustering and summarizing posting lists";
+		default:
+			return NULL;
+	}
+}
+
 static bool
 sblockvalidate(Oid opclassoid)
 {
@@ -165,7 +184,7 @@ sparse_block_handler(PG_FUNCTION_ARGS)
 	amroutine->amcostestimate = sblockcostestimate;
 	amroutine->amoptions = sblockoptions;
 	amroutine->amproperty = NULL;
-	amroutine->ambuildphasename = NULL;
+	amroutine->ambuildphasename = sblockbuildphasename;
 	amroutine->amvalidate = sblockvalidate;
 	amroutine->amadjustmembers = NULL;
 	amroutine->ambeginscan = sblockbeginscan;

@@ -63,6 +63,11 @@
 #define SBLOCK_DEFAULT_MIN_CLUSTER_SIZE	2
 #define SBLOCK_DEFAULT_DOC_CUT			15
 
+/* CREATE INDEX progress subphases (pg_stat_progress_create_index.phase) */
+#define SBLOCK_PHASE_LOAD		2
+#define SBLOCK_PHASE_FORWARD	3
+#define SBLOCK_PHASE_LISTS		4
+
 /* GUC defaults */
 #define SBLOCK_DEFAULT_QUERY_CUT		10
 #define SBLOCK_DEFAULT_HEAP_FACTOR		0.8

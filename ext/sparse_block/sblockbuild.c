@@ -24,6 +24,8 @@
 
 #include "access/tableam.h"
 #include "catalog/index.h"
+#include "commands/progress.h"
+#include "pgstat.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "utils/memutils.h"
@@ -995,6 +997,7 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	SblockWriteMetaPage((Page) metabuf.data, &bs.meta);
 	PgsAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
 
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_LOAD);
 	reltuples = table_index_build_scan(heap, index, indexInfo, true, true, SblockBuildCallback, &bs, NULL);
 
 	if (bs.ndocs > 0)
@@ -1007,8 +1010,10 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 					t3;
 
 		INSTR_TIME_SET_CURRENT(t0);
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_FORWARD);
 		offsets = SblockWriteForward(&bs);
 		INSTR_TIME_SET_CURRENT(t1);
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_LISTS);
 		SblockBuildLists(&bs, &L);
 		INSTR_TIME_SET_CURRENT(t2);
 		SblockWritePostings(&bs, &L, offsets, &opts);
