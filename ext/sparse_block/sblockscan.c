@@ -496,29 +496,73 @@ SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const u
 	return dot;
 }
 
+/* a block of the list being visited: where it is and what its summary says */
+typedef struct SblockBlockRef
+{
+	uint64		offset;
+	uint32		ncomp;
+	uint32		ndocs;
+	float		dot;
+} SblockBlockRef;
+
+static int
+BlockRefDotDesc(const void *a, const void *b)
+{
+	float		x = ((const SblockBlockRef *) a)->dot;
+	float		y = ((const SblockBlockRef *) b)->dot;
+
+	return (x < y) - (x > y);
+}
+
+/* Score the documents of one block not seen yet in this round. */
+static void
+SblockScoreBlock(SblockScanOpaque so, const SblockBlockRef *ref)
+{
+	const SblockStream *s = &so->meta.postings;
+	Size		summaryBytes = sizeof(uint32) * ref->ncomp + TYPEALIGN(4, ref->ncomp);
+	const SblockPosting *postings;
+
+	SblockReaderRead(&so->reader, s, ref->offset + sizeof(SblockBlockHeader) + summaryBytes,
+					 so->listbuf, sizeof(SblockPosting) * ref->ndocs);
+	postings = (const SblockPosting *) so->listbuf;
+	for (uint32 i = 0; i < ref->ndocs; i++)
+	{
+		uint32		ord = postings[i].ordinal;
+
+		if (ord >= so->total || BitTest(so->visited, ord) || BitTest(so->returned, ord))
+			continue;
+		BitSet(so->visited, ord);
+		SblockScoreDoc(so, &so->meta.forward, (uint64) postings[i].offset8 * 8);
+	}
+}
+
 /*
- * Steps 2 and 3 for one posting list.  Blocks are read one at a time, and a
- * skipped block's postings are never read.
+ * Steps 2 and 3 for one posting list, read a block at a time (a skipped
+ * block's postings are never read).  The first list of a round is visited
+ * in descending summary score (Seismic's "sorted" mode): the heap fills with
+ * good documents at once, so the skip test prunes more of every later list.
  */
 static void
-SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry)
+SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry, bool sorted)
 {
 	const SblockStream *s = &so->meta.postings;
 	SblockListHeader lh;
 	uint64		offset = entry->offset;
 	uint64		end = entry->offset + entry->bytes;
+	SblockBlockRef *refs = NULL;
+	int			nrefs = 0;
 
 	SblockReaderRead(&so->reader, s, offset, &lh, sizeof(lh));
 	offset += sizeof(lh);
+	if (sorted)
+		refs = palloc(sizeof(SblockBlockRef) * Max(lh.nblocks, 1));
 
 	for (uint32 b = 0; b < lh.nblocks && offset < end; b++)
 	{
 		SblockBlockHeader bh;
+		SblockBlockRef ref;
 		Size		summaryBytes;
 		Size		need;
-		const uint32 *comps;
-		const uint8 *codes;
-		const SblockPosting *postings;
 
 		CHECK_FOR_INTERRUPTS();
 		SblockReaderRead(&so->reader, s, offset, &bh, sizeof(bh));
@@ -536,33 +580,49 @@ SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry)
 			so->listbufSize = need;
 		}
 		so->nblocks++;
+		ref.offset = offset;
+		ref.ncomp = bh.ncomp;
+		ref.ndocs = bh.ndocs;
+		ref.dot = 0;
+		offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
 
-		if (so->nheap >= so->k && sblock_heap_factor > 0)
+		if (sorted || (so->nheap >= so->k && sblock_heap_factor > 0))
 		{
-			SblockReaderRead(&so->reader, s, offset + sizeof(bh), so->listbuf, summaryBytes);
+			const uint32 *comps;
+
+			SblockReaderRead(&so->reader, s, ref.offset + sizeof(bh), so->listbuf, summaryBytes);
 			comps = (const uint32 *) so->listbuf;
-			codes = (const uint8 *) (comps + bh.ncomp);
-			if (SblockSummaryDot(so, &bh, comps, codes) < sblock_heap_factor * so->heap[0].score)
+			ref.dot = SblockSummaryDot(so, &bh, comps, (const uint8 *) (comps + bh.ncomp));
+		}
+		if (sorted)
+		{
+			refs[nrefs++] = ref;
+			continue;
+		}
+		if (so->nheap >= so->k && sblock_heap_factor > 0 &&
+			ref.dot < sblock_heap_factor * so->heap[0].score)
+		{
+			so->nskipped++;
+			continue;
+		}
+		SblockScoreBlock(so, &ref);
+	}
+
+	if (sorted)
+	{
+		qsort(refs, nrefs, sizeof(SblockBlockRef), BlockRefDotDesc);
+		for (int i = 0; i < nrefs; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (so->nheap >= so->k && sblock_heap_factor > 0 &&
+				refs[i].dot < sblock_heap_factor * so->heap[0].score)
 			{
 				so->nskipped++;
-				offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
 				continue;
 			}
+			SblockScoreBlock(so, &refs[i]);
 		}
-
-		SblockReaderRead(&so->reader, s, offset + sizeof(bh) + summaryBytes, so->listbuf,
-						 sizeof(SblockPosting) * bh.ndocs);
-		postings = (const SblockPosting *) so->listbuf;
-		offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
-		for (uint32 i = 0; i < bh.ndocs; i++)
-		{
-			uint32		ord = postings[i].ordinal;
-
-			if (ord >= so->total || BitTest(so->visited, ord) || BitTest(so->returned, ord))
-				continue;
-			BitSet(so->visited, ord);
-			SblockScoreDoc(so, &so->meta.forward, (uint64) postings[i].offset8 * 8);
-		}
+		pfree(refs);
 	}
 }
 
@@ -593,7 +653,7 @@ SblockRound(IndexScanDesc scan)
 			SblockDirEntry entry;
 
 			if (SblockFindList(so, (uint32) so->qidx[so->cut[i]], &entry))
-				SblockVisitList(so, &entry);
+				SblockVisitList(so, &entry, i == 0);
 		}
 	}
 	SblockScoreStream(so, &so->meta.tail, so->meta.tailDocs);
