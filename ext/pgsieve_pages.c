@@ -1,10 +1,13 @@
 /*
- * pgsieve_pages.c — page helpers shared by the access methods.
+ * pgsieve_pages.c — helpers shared by the access methods: pages, scans, the
+ * handler's common part.
  */
 #include "postgres.h"
 
 #include "access/generic_xlog.h"
 #include "access/itup.h"
+#include "commands/vacuum.h"
+#include "miscadmin.h"
 
 #include "pgsieve_compat.h"
 #include "pgsieve_pages.h"
@@ -43,4 +46,39 @@ PgsSetNullIndexTuple(IndexScanDesc scan, IndexTuple *cache, MemoryContext ctx)
 	}
 	scan->xs_itup = *cache;
 	scan->xs_itupdesc = RelationGetDescr(scan->indexRelation);
+}
+
+IndexAmRoutine *
+PgsMakeOrderByAmRoutine(void)
+{
+	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+
+	/* makeNode zeroes every other field: no such capability, no callback */
+	amroutine->amstrategies = 0;
+	amroutine->amcanorderbyop = true;
+	amroutine->amoptionalkey = true;
+	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
+	amroutine->amkeytype = InvalidOid;
+	return amroutine;
+}
+
+void
+PgsInitOrderByScan(IndexScanDesc scan, int norderbys)
+{
+	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
+	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
+	scan->xs_orderbynulls[0] = true;
+}
+
+void
+PgsWriteInitForkPage(Relation index, Page image)
+{
+	Buffer		buf = PgsNewBuffer(index, INIT_FORKNUM);
+
+	START_CRIT_SECTION();
+	memcpy(BufferGetPage(buf), image, BLCKSZ);
+	MarkBufferDirty(buf);
+	log_newpage_buffer(buf, true);
+	END_CRIT_SECTION();
+	UnlockReleaseBuffer(buf);
 }

@@ -1,5 +1,6 @@
 /*
- * pgsieve_pages.h — page helpers shared by the access methods.
+ * pgsieve_pages.h — helpers shared by the access methods: pages, scans, the
+ * handler's common part.
  */
 #ifndef PGSIEVE_PAGES_H
 #define PGSIEVE_PAGES_H
@@ -9,6 +10,7 @@
 #include "storage/bufpage.h"
 #include "utils/rel.h"
 
+#include "access/amapi.h"
 #include "access/genam.h"
 #include "access/relscan.h"
 
@@ -18,6 +20,20 @@
  * all-NULL index tuple, built once into *cache in ctx.
  */
 extern void PgsSetNullIndexTuple(IndexScanDesc scan, IndexTuple *cache, MemoryContext ctx);
+
+/*
+ * An IndexAmRoutine with what every pgsieve access method shares: one key
+ * column, no operator strategies, scans only by ORDER BY distance operator,
+ * no bitmap, backward, unique, parallel or index-only scans.  The caller
+ * fills in its support count and callbacks.
+ */
+extern IndexAmRoutine *PgsMakeOrderByAmRoutine(void);
+
+/* Allocate the ORDER BY values an ordering scan reports to the executor. */
+extern void PgsInitOrderByScan(IndexScanDesc scan, int norderbys);
+
+/* Write a page image as block 0 of the init fork (unlogged indexes), WAL-logged. */
+extern void PgsWriteInitForkPage(Relation index, Page image);
 
 /* Append a page image at the end of a fork, WAL-logged as a full image. */
 extern BlockNumber PgsAppendPage(Relation index, ForkNumber forkNum, Page image);

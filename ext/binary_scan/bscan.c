@@ -16,6 +16,7 @@
 #include "utils/selfuncs.h"
 
 #include "bscan.h"
+#include "pgsieve_pages.h"
 
 int			bscan_rerank = BSCAN_DEFAULT_RERANK;
 int			bscan_oversample = BSCAN_DEFAULT_OVERSAMPLE;
@@ -128,59 +129,23 @@ PGDLLEXPORT PG_FUNCTION_INFO_V1(binary_scan_handler);
 Datum
 binary_scan_handler(PG_FUNCTION_ARGS)
 {
-	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+	IndexAmRoutine *amroutine = PgsMakeOrderByAmRoutine();
 
-	amroutine->amstrategies = 0;
 	amroutine->amsupport = 1;
-	amroutine->amoptsprocnum = 0;
-	amroutine->amcanorder = false;
-	amroutine->amcanorderbyop = true;
-	amroutine->amcanbackward = false;
-	amroutine->amcanunique = false;
-	amroutine->amcanmulticol = false;
-	amroutine->amoptionalkey = true;
-	amroutine->amsearcharray = false;
-	amroutine->amsearchnulls = false;
-	amroutine->amstorage = false;
-	amroutine->amclusterable = false;
-	amroutine->ampredlocks = false;
-	amroutine->amcanparallel = false;
-#if PG_VERSION_NUM >= 170000
-	amroutine->amcanbuildparallel = false;
-#endif
-	amroutine->amcaninclude = false;
 	amroutine->amusemaintenanceworkmem = false;
-#if PG_VERSION_NUM >= 160000
-	amroutine->amsummarizing = false;
-#endif
-	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
-	amroutine->amkeytype = InvalidOid;
-
 	amroutine->ambuild = bscanbuild;
 	amroutine->ambuildempty = bscanbuildempty;
 	amroutine->aminsert = bscaninsert;
-#if PG_VERSION_NUM >= 170000
-	amroutine->aminsertcleanup = NULL;
-#endif
 	amroutine->ambulkdelete = bscanbulkdelete;
 	amroutine->amvacuumcleanup = bscanvacuumcleanup;
-	amroutine->amcanreturn = NULL;
 	amroutine->amcostestimate = bscancostestimate;
 	amroutine->amoptions = bscanoptions;
-	amroutine->amproperty = NULL;
 	amroutine->ambuildphasename = bscanbuildphasename;
 	amroutine->amvalidate = bscanvalidate;
-	amroutine->amadjustmembers = NULL;
 	amroutine->ambeginscan = bscanbeginscan;
 	amroutine->amrescan = bscanrescan;
 	amroutine->amgettuple = bscangettuple;
-	amroutine->amgetbitmap = NULL;
 	amroutine->amendscan = bscanendscan;
-	amroutine->ammarkpos = NULL;
-	amroutine->amrestrpos = NULL;
-	amroutine->amestimateparallelscan = NULL;
-	amroutine->aminitparallelscan = NULL;
-	amroutine->amparallelrescan = NULL;
 
 	PG_RETURN_POINTER(amroutine);
 }

@@ -318,17 +318,11 @@ void
 bscanbuildempty(Relation index)
 {
 	BscanBuildState bs;
-	Buffer		buf;
+	PGAlignedBlock metabuf;
 
 	BscanInitBuildState(&bs, index, INIT_FORKNUM);
 	bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn thresholds from */
-
-	buf = PgsNewBuffer(index, INIT_FORKNUM);
-	START_CRIT_SECTION();
-	BscanWriteMetaPage(BufferGetPage(buf), &bs.info);
-	MarkBufferDirty(buf);
-	log_newpage_buffer(buf, true);
-	END_CRIT_SECTION();
-	UnlockReleaseBuffer(buf);
+	BscanWriteMetaPage((Page) metabuf.data, &bs.info);
+	PgsWriteInitForkPage(index, (Page) metabuf.data);
 	MemoryContextDelete(bs.tmpCtx);
 }

@@ -206,10 +206,7 @@ bscanbeginscan(Relation index, int nkeys, int norderbys)
 	so->tupleCtx = AllocSetContextCreate(so->scanCtx, "binary_scan rerank tuple",
 										 ALLOCSET_SMALL_SIZES);
 
-	/* the executor reads the distances we report for each row */
-	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
-	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
-	scan->xs_orderbynulls[0] = true;
+	PgsInitOrderByScan(scan, norderbys);
 	scan->opaque = so;
 	return scan;
 }

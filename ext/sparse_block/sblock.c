@@ -16,6 +16,7 @@
 #include "utils/selfuncs.h"
 
 #include "sblock.h"
+#include "pgsieve_pages.h"
 
 int			sblock_query_cut = SBLOCK_DEFAULT_QUERY_CUT;
 double		sblock_heap_factor = SBLOCK_DEFAULT_HEAP_FACTOR;
@@ -147,56 +148,23 @@ PGDLLEXPORT PG_FUNCTION_INFO_V1(sparse_block_handler);
 Datum
 sparse_block_handler(PG_FUNCTION_ARGS)
 {
-	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+	IndexAmRoutine *amroutine = PgsMakeOrderByAmRoutine();
 
-	amroutine->amstrategies = 0;
 	amroutine->amsupport = 0;
-	amroutine->amoptsprocnum = 0;
-	amroutine->amcanorder = false;
-	amroutine->amcanorderbyop = true;
-	amroutine->amcanbackward = false;
-	amroutine->amcanunique = false;
-	amroutine->amcanmulticol = false;
-	amroutine->amoptionalkey = true;
-	amroutine->amsearcharray = false;
-	amroutine->amsearchnulls = false;
-	amroutine->amstorage = false;
-	amroutine->amclusterable = false;
-	amroutine->ampredlocks = false;
-	amroutine->amcanparallel = false;
-#if PG_VERSION_NUM >= 170000
-	amroutine->amcanbuildparallel = false;
-#endif
-	amroutine->amcaninclude = false;
 	amroutine->amusemaintenanceworkmem = true;
-#if PG_VERSION_NUM >= 160000
-	amroutine->amsummarizing = false;
-#endif
-	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
-	amroutine->amkeytype = InvalidOid;
-
 	amroutine->ambuild = sblockbuild;
 	amroutine->ambuildempty = sblockbuildempty;
 	amroutine->aminsert = sblockinsert;
 	amroutine->ambulkdelete = sblockbulkdelete;
 	amroutine->amvacuumcleanup = sblockvacuumcleanup;
-	amroutine->amcanreturn = NULL;
 	amroutine->amcostestimate = sblockcostestimate;
 	amroutine->amoptions = sblockoptions;
-	amroutine->amproperty = NULL;
 	amroutine->ambuildphasename = sblockbuildphasename;
 	amroutine->amvalidate = sblockvalidate;
-	amroutine->amadjustmembers = NULL;
 	amroutine->ambeginscan = sblockbeginscan;
 	amroutine->amrescan = sblockrescan;
 	amroutine->amgettuple = sblockgettuple;
-	amroutine->amgetbitmap = NULL;
 	amroutine->amendscan = sblockendscan;
-	amroutine->ammarkpos = NULL;
-	amroutine->amrestrpos = NULL;
-	amroutine->amestimateparallelscan = NULL;
-	amroutine->aminitparallelscan = NULL;
-	amroutine->amparallelrescan = NULL;
 
 	PG_RETURN_POINTER(amroutine);
 }

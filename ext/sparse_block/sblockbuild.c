@@ -1047,17 +1047,12 @@ sblockbuildempty(Relation index)
 {
 	SblockOptions opts;
 	SblockMetaPageData meta;
-	Buffer		buf;
+	PGAlignedBlock metabuf;
 	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
 
 	SblockGetOptions(index, &opts);
 	SblockInitMeta(&meta, &opts);
 	meta.dim = typmod > 0 ? typmod : 0;
-	buf = PgsNewBuffer(index, INIT_FORKNUM);
-	START_CRIT_SECTION();
-	SblockWriteMetaPage(BufferGetPage(buf), &meta);
-	MarkBufferDirty(buf);
-	log_newpage_buffer(buf, true);
-	END_CRIT_SECTION();
-	UnlockReleaseBuffer(buf);
+	SblockWriteMetaPage((Page) metabuf.data, &meta);
+	PgsWriteInitForkPage(index, (Page) metabuf.data);
 }

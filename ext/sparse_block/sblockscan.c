@@ -170,9 +170,7 @@ sblockbeginscan(Relation index, int nkeys, int norderbys)
 	so->roundCtx = AllocSetContextCreate(so->scanCtx, "sparse_block round", ALLOCSET_DEFAULT_SIZES);
 	SblockReaderInit(&so->reader, index);
 	SblockReaderInit(&so->docReader, index);
-	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
-	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
-	scan->xs_orderbynulls[0] = true;
+	PgsInitOrderByScan(scan, norderbys);
 	scan->opaque = so;
 	return scan;
 }
@@ -420,9 +418,12 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 	HeapPush(so, &hit);
 }
 
-/* Score every document of a stream of n records (tail, or all in the last round). */
+/* Call visit for the header of each of the n records of stream s, in order. */
 static void
-SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
+SblockWalkStream(SblockScanOpaque so, const SblockStream *s, uint32 n,
+				 void (*visit) (SblockScanOpaque so, const SblockStream *s, uint64 offset,
+								const SblockDocHeader *hdr, void *arg),
+				 void *arg)
 {
 	uint64		offset = 0;
 	SblockDocHeader hdr;
@@ -432,10 +433,24 @@ SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
 		CHECK_FOR_INTERRUPTS();
 		offset = SblockDocAlign(offset);
 		SblockReaderRead(&so->reader, s, offset, &hdr, SBLOCK_DOC_HEADER_SIZE);
-		if (!BitTest(so->returned, hdr.ordinal))
-			SblockScoreDoc(so, s, offset);
+		visit(so, s, offset, &hdr, arg);
 		offset += SblockDocBytes(hdr.nnz);
 	}
+}
+
+static void
+SblockVisitScore(SblockScanOpaque so, const SblockStream *s, uint64 offset,
+				 const SblockDocHeader *hdr, void *arg)
+{
+	if (!BitTest(so->returned, hdr->ordinal))
+		SblockScoreDoc(so, s, offset);
+}
+
+/* Score every document of a stream of n records (tail, or all in the last round). */
+static void
+SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
+{
+	SblockWalkStream(so, s, n, SblockVisitScore, NULL);
 }
 
 /*
@@ -669,32 +684,24 @@ SblockRound(IndexScanDesc scan)
 	return so->nheap > 0;
 }
 
-/* Append the live NULL-flagged records of a stream of n records to the heap array. */
+/* Append a live NULL-flagged record to the heap array (arg: its capacity). */
 static void
-SblockCollectNulls(SblockScanOpaque so, const SblockStream *s, uint32 n, int *cap)
+SblockVisitNull(SblockScanOpaque so, const SblockStream *s, uint64 offset,
+				const SblockDocHeader *hdr, void *arg)
 {
-	uint64		offset = 0;
-	SblockDocHeader hdr;
+	int		   *cap = (int *) arg;
 
-	for (uint32 i = 0; i < n; i++)
+	if (!(hdr->flags & SBLOCK_DOC_NULL) || (hdr->flags & SBLOCK_DOC_DELETED))
+		return;
+	if (so->nheap == *cap)
 	{
-		CHECK_FOR_INTERRUPTS();
-		offset = SblockDocAlign(offset);
-		SblockReaderRead(&so->reader, s, offset, &hdr, SBLOCK_DOC_HEADER_SIZE);
-		if ((hdr.flags & SBLOCK_DOC_NULL) && !(hdr.flags & SBLOCK_DOC_DELETED))
-		{
-			if (so->nheap == *cap)
-			{
-				*cap *= 2;
-				so->heap = repalloc_huge(so->heap, sizeof(SblockHit) * *cap);
-			}
-			so->heap[so->nheap].score = 0;
-			so->heap[so->nheap].ordinal = hdr.ordinal;
-			so->heap[so->nheap].tid = hdr.tid;
-			so->nheap++;
-		}
-		offset += SblockDocBytes(hdr.nnz);
+		*cap *= 2;
+		so->heap = repalloc_huge(so->heap, sizeof(SblockHit) * *cap);
 	}
+	so->heap[so->nheap].score = 0;
+	so->heap[so->nheap].ordinal = hdr->ordinal;
+	so->heap[so->nheap].tid = hdr->tid;
+	so->nheap++;
 }
 
 /* After every round: the rows whose value is NULL, last (as ORDER BY ... ASC sorts them). */
@@ -708,8 +715,8 @@ SblockNullRound(IndexScanDesc scan)
 	so->heap = MemoryContextAlloc(so->roundCtx, sizeof(SblockHit) * cap);
 	so->nheap = 0;
 	so->next = 0;
-	SblockCollectNulls(so, &so->meta.forward, so->meta.ndocs, &cap);
-	SblockCollectNulls(so, &so->meta.tail, so->meta.tailDocs, &cap);
+	SblockWalkStream(so, &so->meta.forward, so->meta.ndocs, SblockVisitNull, &cap);
+	SblockWalkStream(so, &so->meta.tail, so->meta.tailDocs, SblockVisitNull, &cap);
 	so->nullsDone = true;
 }
 
