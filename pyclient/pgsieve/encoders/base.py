@@ -10,7 +10,8 @@ can be passed to ``pgsieve.ingest`` and ``pgsieve.search``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -58,3 +59,27 @@ def check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
     return out
+
+
+def load_local_model(folder: Path, model_class: str, device: str) -> tuple[Any, Any]:
+    """Tokenizer and model (``transformers`` class ``model_class``) from a local folder, in eval mode on ``device``.
+
+    Never reaches a hub (``local_files_only``); the per-load weights progress bar is silenced, as it is noise
+    in CLIs and logs.
+    """
+    import torch
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = getattr(transformers, model_class).from_pretrained(str(folder), local_files_only=True,
+                                                                   dtype=torch.float32)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    model.to(torch.device(device))
+    return tokenizer, model

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .base import check_texts
+from .base import check_texts, load_local_model
 
 __all__ = ["DenseEncoder", "PoolingConfig", "default_model_path", "read_pooling_config"]
 
@@ -182,22 +182,7 @@ class DenseEncoder:
         self._fingerprint: Optional[str] = None
 
     def _load(self, folder: Path) -> tuple[Any, Any]:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # a per-load weights bar is noise in CLIs and logs
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        model.eval()
-        model.to(torch.device(self._device))
-        return tokenizer, model
+        return load_local_model(folder, "AutoModel", self._device)
 
     # -- protocol ---------------------------------------------------------
     @property

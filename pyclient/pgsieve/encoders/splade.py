@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .base import check_texts
+from .base import check_texts, load_local_model
 from .sparse import SparseVector, from_arrays, top_k
 
 __all__ = ["SpladeEncoder", "InferenceFreeQueryEncoder", "splade_pool", "load_token_weights"]
@@ -81,21 +81,7 @@ class SpladeEncoder:
         self._dim = int(self._model.config.vocab_size)
 
     def _load(self, folder: Path) -> tuple[Any, Any]:
-        import torch
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = AutoModelForMaskedLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        model.eval()
-        model.to(torch.device(self._device))
-        return tokenizer, model
+        return load_local_model(folder, "AutoModelForMaskedLM", self._device)
 
     @property
     def dim(self) -> int:
