@@ -216,6 +216,7 @@ typedef struct SblockReader
 	Relation	index;
 	Buffer		buf;			/* pinned page of the last read, or Invalid */
 	BlockNumber blkno;
+	bool		locked;			/* buf is share-locked (SblockReaderLockPage) */
 } SblockReader;
 
 extern void SblockInitPage(Page page, uint16 kind);
@@ -227,6 +228,8 @@ extern void SblockWriterEnd(SblockWriter *w, SblockStream *stream);
 extern void SblockReaderInit(SblockReader *r, Relation index);
 extern void SblockReaderRead(SblockReader *r, const SblockStream *s, uint64 offset, void *dst, Size len);
 extern void SblockReaderEnd(SblockReader *r);
+extern Page SblockReaderLockPage(SblockReader *r, BlockNumber blkno);
+extern void SblockReaderUnlock(SblockReader *r);
 extern uint64 SblockDocAlign(uint64 offset);
 
 extern void SblockReadMeta(Relation index, SblockMetaPageData *meta);

@@ -380,34 +380,27 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 	bool		live;
 	bool		inPlace;
 
-	if (r->blkno != blkno)
-	{
-		if (BufferIsValid(r->buf))
-			ReleaseBuffer(r->buf);
-		r->buf = ReadBuffer(r->index, blkno);
-		r->blkno = blkno;
-	}
-	LockBuffer(r->buf, BUFFER_LOCK_SHARE);
-	hdr = (const SblockDocHeader *) (PageGetContents(BufferGetPage(r->buf)) + pos);
+	hdr = (const SblockDocHeader *) (PageGetContents(SblockReaderLockPage(r, blkno)) + pos);
 	live = !(hdr->flags & (SBLOCK_DOC_DELETED | SBLOCK_DOC_NULL)) && hdr->ordinal < so->total &&
 		!BitTest(so->returned, hdr->ordinal) && hdr->nnz <= SBLOCK_MAX_NNZ;
 	inPlace = pos + SBLOCK_DOC_HEADER_SIZE + (Size) hdr->nnz * 8 <= SBLOCK_PAGE_BYTES;
-	if (live && inPlace)
+	if (!live)
+		return;
+	if (inPlace)
 	{
 		const int32 *idx = (const int32 *) ((const char *) hdr + SBLOCK_DOC_HEADER_SIZE);
 		const float *val = (const float *) (idx + hdr->nnz);
 
+		/* the page stays locked for the next document, often on the same page */
 		hit.score = SblockDocScore(so, idx, val, hdr->nnz);
 		hit.ordinal = hdr->ordinal;
 		hit.tid = hdr->tid;
 	}
-	LockBuffer(r->buf, BUFFER_LOCK_UNLOCK);
-	if (!live)
-		return;
-	if (!inPlace)
+	else
 	{
 		SblockDoc	d;
 
+		SblockReaderUnlock(r);
 		if (!SblockReadDoc(r, s, offset, &d, &so->docbufSize, &so->docbuf) || (d.flags & SBLOCK_DOC_NULL))
 			return;
 		hit.score = SblockDocScore(so, d.indices, d.values, d.nnz);
@@ -418,7 +411,12 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 	HeapPush(so, &hit);
 }
 
-/* Call visit for the header of each of the n records of stream s, in order. */
+/*
+ * Call visit for the header of each of the n records of stream s, in order.
+ * Headers are read in place through the document reader, whose page lock
+ * carries over to the next record on the same page; it is dropped every 64
+ * records so that a cancel request is served promptly.
+ */
 static void
 SblockWalkStream(SblockScanOpaque so, const SblockStream *s, uint32 n,
 				 void (*visit) (SblockScanOpaque so, const SblockStream *s, uint64 offset,
@@ -430,12 +428,20 @@ SblockWalkStream(SblockScanOpaque so, const SblockStream *s, uint32 n,
 
 	for (uint32 i = 0; i < n; i++)
 	{
-		CHECK_FOR_INTERRUPTS();
+		Page		page;
+
+		if ((i & 63) == 0)
+		{
+			SblockReaderUnlock(&so->docReader);
+			CHECK_FOR_INTERRUPTS();
+		}
 		offset = SblockDocAlign(offset);
-		SblockReaderRead(&so->reader, s, offset, &hdr, SBLOCK_DOC_HEADER_SIZE);
+		page = SblockReaderLockPage(&so->docReader, s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES));
+		memcpy(&hdr, PageGetContents(page) + offset % SBLOCK_PAGE_BYTES, SBLOCK_DOC_HEADER_SIZE);
 		visit(so, s, offset, &hdr, arg);
 		offset += SblockDocBytes(hdr.nnz);
 	}
+	SblockReaderUnlock(&so->docReader);
 }
 
 static void
@@ -549,6 +555,7 @@ SblockScoreBlock(SblockScanOpaque so, const SblockBlockRef *ref)
 		BitSet(so->visited, ord);
 		SblockScoreDoc(so, &so->meta.forward, (uint64) postings[i].offset8 * 8);
 	}
+	SblockReaderUnlock(&so->docReader);
 }
 
 /*

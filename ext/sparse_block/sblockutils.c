@@ -122,6 +122,50 @@ SblockReaderInit(SblockReader *r, Relation index)
 	r->index = index;
 	r->buf = InvalidBuffer;
 	r->blkno = InvalidBlockNumber;
+	r->locked = false;
+}
+
+/*
+ * Pin and share-lock page blkno of the relation, keeping the lock across
+ * calls for the same page: documents read one after another from one page
+ * (exhaustive rounds, the tail) then cost one lock, not one each.  The lock
+ * must be dropped (SblockReaderUnlock) before anything else waits.
+ */
+Page
+SblockReaderLockPage(SblockReader *r, BlockNumber blkno)
+{
+	Page		page;
+
+	if (r->blkno != blkno)
+	{
+		SblockReaderUnlock(r);
+		if (BufferIsValid(r->buf))
+			ReleaseBuffer(r->buf);
+		r->buf = ReadBuffer(r->index, blkno);
+		r->blkno = blkno;
+	}
+	if (!r->locked)
+	{
+		LockBuffer(r->buf, BUFFER_LOCK_SHARE);
+		r->locked = true;
+	}
+	page = BufferGetPage(r->buf);
+	if (PageIsNew(page) || SblockPageGetOpaque(page)->kind != SBLOCK_PAGE_STREAM)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("sparse_block index \"%s\" has a damaged stream page %u",
+						RelationGetRelationName(r->index), blkno)));
+	return page;
+}
+
+void
+SblockReaderUnlock(SblockReader *r)
+{
+	if (r->locked)
+	{
+		LockBuffer(r->buf, BUFFER_LOCK_UNLOCK);
+		r->locked = false;
+	}
 }
 
 /*
@@ -139,24 +183,10 @@ SblockReaderRead(SblockReader *r, const SblockStream *s, uint64 offset, void *ds
 		BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
 		int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
 		Size		n = Min(len, (Size) (SBLOCK_PAGE_BYTES - pos));
-		Page		page;
+		Page		page = SblockReaderLockPage(r, blkno);
 
-		if (r->blkno != blkno)
-		{
-			if (BufferIsValid(r->buf))
-				ReleaseBuffer(r->buf);
-			r->buf = ReadBuffer(r->index, blkno);
-			r->blkno = blkno;
-		}
-		LockBuffer(r->buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(r->buf);
-		if (PageIsNew(page) || SblockPageGetOpaque(page)->kind != SBLOCK_PAGE_STREAM)
-			ereport(ERROR,
-					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("sparse_block index \"%s\" has a damaged stream page %u",
-							RelationGetRelationName(r->index), blkno)));
 		memcpy(out, PageGetContents(page) + pos, n);
-		LockBuffer(r->buf, BUFFER_LOCK_UNLOCK);
+		SblockReaderUnlock(r);
 		out += n;
 		offset += n;
 		len -= n;
@@ -166,6 +196,7 @@ SblockReaderRead(SblockReader *r, const SblockStream *s, uint64 offset, void *ds
 void
 SblockReaderEnd(SblockReader *r)
 {
+	SblockReaderUnlock(r);
 	if (BufferIsValid(r->buf))
 		ReleaseBuffer(r->buf);
 	r->buf = InvalidBuffer;
