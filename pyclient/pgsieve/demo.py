@@ -1,20 +1,28 @@
-"""``pgsieve demo``: man pages -> MiniLM -> pgvector table -> binary_scan index -> queries.
+"""``pgsieve demo``: man pages -> BM25 + MiniLM -> one pgvector table -> sparse_block + binary_scan -> hybrid search.
 
-Everything runs locally: the embedded PostgreSQL, the packaged MiniLM and the
-Debian man pages.  It shows the one thing pgsieve asks of a pgvector user:
-``CREATE INDEX ... USING binary_scan``; the queries are unchanged pgvector SQL.
+Everything runs locally: the embedded PostgreSQL, the packaged MiniLM (dense
+embeddings, and its WordPiece vocabulary for BM25) and the Debian man pages.
+Each passage gets a 384-d dense embedding and a BM25 ``sparsevec`` (corpus
+statistics kept in the database), both written with one binary COPY.  Two
+``CREATE INDEX`` statements (``binary_scan`` on the embedding, ``sparse_block``
+on the BM25 vector) serve unchanged pgvector queries; the demo runs each
+example query as BM25 only, dense only, and hybrid: one SQL statement that
+gathers the top rows of both indexes and fuses them with Reciprocal Rank
+Fusion.  It ends with a small evaluation (success@10 on the corpus'
+known-item queries) of the three.
 
 Encoding is the slow step on a CPU, so embeddings are cached next to the
-server's data directory, keyed by the corpus and model fingerprints; a second
-run only re-ingests and rebuilds the index.
+server's data directory, per passage text and model fingerprint; a second run
+(or a larger ``--max-pages``) encodes only passages it has not seen.
 
-If the extension or its index method is missing the demo stops with an
+If the extension or its index methods are missing the demo stops with an
 error: it never quietly falls back to a plain sequential scan.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -37,6 +45,7 @@ DEFAULT_QUERIES: tuple[str, ...] = (
     "convert a string to an integer",
 )
 DEMO_DB = "pgsieve_demo"
+STAGES: tuple[str, ...] = ("bm25", "dense", "hybrid")
 
 
 class DemoError(RuntimeError):
@@ -48,11 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="embedded server data directory (default: pgsieve's per-user one)")
     p.add_argument("--url", help="use this running server instead of the embedded one")
     p.add_argument("--cache-dir", help="embedding cache (default: <data-dir>/../demo-cache)")
-    p.add_argument("--max-pages", type=int, default=1500, help="man pages to load (default 1500: all)")
+    p.add_argument("--max-pages", type=int, default=400,
+                   help="man pages to load (default 400, ~4.5k passages; 0 = all ~1500 pages, ~11.5k passages, "
+                        "about 9 minutes to encode on 2 CPU cores the first time)")
     p.add_argument("--table", default="manpages", help="table to (re)create (default manpages)")
     p.add_argument("--quantizer", choices=("mean", "sign"), default="mean")
     p.add_argument("--rerank", type=int, default=100, help="pgsieve.binary_rerank for the queries")
-    p.add_argument("-k", type=int, default=5, help="results per query")
+    p.add_argument("-k", type=int, default=5, help="results shown per query")
+    p.add_argument("--k-gather", type=int, default=50, help="rows each stage gathers for fusion (default 50)")
+    p.add_argument("--rrf-k", type=int, default=60, help="RRF constant: score = sum 1/(rrf_k + rank) (default 60)")
+    p.add_argument("--eval-queries", type=int, default=200,
+                   help="known-item queries for the success@10 evaluation (default 200; 0 = skip)")
     p.add_argument("--query", action="append", help="query text (repeatable; default: 8 examples)")
     p.add_argument("--model-path", help="local encoder folder (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--device", default="cpu")
@@ -126,10 +141,10 @@ def _prepare_db(conn: Any) -> str:
         raise DemoError(f"CREATE EXTENSION pgsieve failed: {exc}\n"
                         "build and install it with `pgsieve ext install`") from exc
     register_pgsieve(conn)
-    has_am = conn.execute("SELECT 1 FROM pg_am WHERE amname = 'binary_scan'").fetchone()
-    if not has_am:
-        raise DemoError("the installed pgsieve has no binary_scan access method; "
-                        "reinstall the extension (`pgsieve ext install`)")
+    for am in ("binary_scan", "sparse_block"):
+        if not conn.execute("SELECT 1 FROM pg_am WHERE amname = %s", (am,)).fetchone():
+            raise DemoError(f"the installed pgsieve has no {am} access method; "
+                            "reinstall the extension (`pgsieve ext install`)")
     try:
         return str(conn.execute("SELECT pgsieve_kernel_level()").fetchone()[0])
     except Exception as exc:
@@ -138,29 +153,56 @@ def _prepare_db(conn: Any) -> str:
 
 # -- encoding with a cache ---------------------------------------------------
 
+def _text_key(text: str) -> str:
+    # hex, not the raw digest: numpy "S" arrays drop trailing NUL bytes
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 def _cached_embeddings(passages: Sequence[Any], encoder: Any, cache_dir: Path, out: TextIO,
                        progress: bool) -> np.ndarray:
-    """Embeddings for passages, from ``cache_dir`` when the corpus and model match."""
-    from .corpus import corpus_fingerprint
+    """Embeddings for passages; those of texts already in ``cache_dir`` (same model) are not re-encoded.
+
+    One cache file per model fingerprint maps the SHA-1 of each encoded text to its embedding, so
+    runs with different ``--max-pages`` share it and only encode the passages they add.
+    """
     from .ingest import document_text
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"manpages-{corpus_fingerprint(passages)}-{encoder.fingerprint()}.npy"
-    if path.is_file():
-        emb = np.load(path)
-        if emb.shape == (len(passages), encoder.dim):
-            _say(out, f"embeddings: {len(passages)} from cache {path}")
-            return emb
+    path = cache_dir / f"manpages-emb-{encoder.fingerprint()}.npz"
     texts = [document_text(p) for p in passages]
+    keys = [_text_key(t) for t in texts]
+    old_keys = np.empty(0, dtype="U40")
+    old_emb = np.empty((0, encoder.dim), np.float32)
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if (z["emb"].shape[1:] == (encoder.dim,) and len(z["keys"]) == len(z["emb"])
+                        and z["keys"].dtype.kind == "U"):
+                    old_keys, old_emb = z["keys"], z["emb"].astype(np.float32, copy=False)
+        except Exception as exc:  # a damaged cache is re-encoded, never trusted
+            _say(out, f"embeddings: ignoring unreadable cache {path} ({exc})")
+    row_of = {str(k): i for i, k in enumerate(old_keys)}
+    todo_of: dict[str, int] = {}  # text key -> first passage with it, for texts not in the cache
+    for i, k in enumerate(keys):
+        if k not in row_of:
+            todo_of.setdefault(k, i)
+    if not todo_of:
+        _say(out, f"embeddings: {len(passages)} from cache {path}")
+        return np.stack([old_emb[row_of[k]] for k in keys]) if keys else old_emb[:0]
+    todo = list(todo_of.values())
     t0 = time.perf_counter()
-    emb = _encode_with_progress(encoder, texts, progress)
+    new = _encode_with_progress(encoder, [texts[i] for i in todo], progress)
     el = time.perf_counter() - t0
-    _say(out, f"embeddings: encoded {len(texts)} passages in {el:.1f}s "
-              f"({len(texts) / max(el, 1e-9):.0f}/s), cached in {path}")
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, emb)
+    all_keys = np.concatenate([old_keys, np.array([keys[i] for i in todo], dtype="U40")])
+    all_emb = np.concatenate([old_emb, new.astype(np.float32, copy=False)])
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, keys=all_keys, emb=all_emb)
     os.replace(tmp, path)
-    return emb
+    hit = sum(1 for k in keys if k not in todo_of)
+    _say(out, f"embeddings: {hit} from cache, encoded {len(todo)} passages in {el:.1f}s "
+              f"({len(todo) / max(el, 1e-9):.0f}/s), cached in {path}")
+    row_of = {str(k): i for i, k in enumerate(all_keys)}
+    return np.stack([all_emb[row_of[k]] for k in keys])
 
 
 def _encode_with_progress(encoder: Any, texts: list[str], progress: bool) -> np.ndarray:
@@ -175,22 +217,108 @@ def _encode_with_progress(encoder: Any, texts: list[str], progress: bool) -> np.
     return np.concatenate(parts) if parts else np.empty((0, encoder.dim), np.float32)
 
 
-# -- queries -------------------------------------------------------------------
+# -- table and indexes ---------------------------------------------------------
 
-def _plan_uses_index(conn: Any, table: str, q: np.ndarray, k: int, force: bool = False) -> str:
-    """EXPLAIN the demo query; the plan line naming the index, or '' if it is not used."""
+def _index_names(table: str) -> tuple[str, str]:
+    base = table.split(".")[-1][:40]
+    return f"{base}_emb_binary_scan", f"{base}_sparse_block"
+
+
+def _stats_name(table: str) -> str:
+    return table.split(".")[-1][:50]
+
+
+def _load_table(conn: Any, table: str, passages: Sequence[Any], emb: np.ndarray, bm25: Any,
+                progress: bool, out: TextIO) -> None:
+    """(Re)create the table and BM25 statistics; tokenize, count, encode and COPY in one transaction."""
     from psycopg import sql
 
+    from .encoders.bm25 import stats_table_names
+    from .ingest import bm25_encode_with_stats, create_corpus_table, document_text, ingest_passages
+
+    stats = _stats_name(table)
+    create_corpus_table(conn, table, int(emb.shape[1]), drop=True, sparse_dim=bm25.dim)
+    for t in stats_table_names(stats):
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
+    t0 = time.perf_counter()
+    with conn.transaction():
+        sparse = bm25_encode_with_stats(conn, stats, bm25, [document_text(p) for p in passages])
+        t_bm25 = time.perf_counter() - t0
+        n = ingest_passages(conn, table, passages, embeddings=emb, sparse=sparse, create=False,
+                            progress=progress)
+    el = time.perf_counter() - t0
+    nnz = np.array([len(v.indices()) for v in sparse]) if sparse else np.zeros(1)
+    df_t, corpus_t = stats_table_names(stats)
+    _say(out, f"bm25: {n} passages tokenized and encoded in {t_bm25:.1f}s (k1={bm25.k1}, b={bm25.b}, "
+              f"avgdl {bm25.stats.avgdl:.1f} tokens, {len(bm25.stats.df)} distinct terms, "
+              f"{nnz.mean():.0f} non-zeros per passage); statistics in {df_t}, {corpus_t}")
+    _say(out, f"ingest: {n} rows into {table} (id, doc_id, title, body, emb vector({emb.shape[1]}), "
+              f"sparse sparsevec({bm25.dim})) with binary COPY ({el:.1f}s)")
+
+
+def _build_indexes(conn: Any, table: str, quantizer: str, out: TextIO) -> None:
+    from .ingest import create_binary_index, create_sparse_index
+
+    dense_name, sparse_name = _index_names(table)
+    secs = create_binary_index(conn, table, "vector_cosine_ops", quantizer, name=dense_name)
+    _say(out, f"index: CREATE INDEX {dense_name} ON {table} USING binary_scan (emb vector_cosine_ops) "
+              f"WITH (quantizer = '{quantizer}') built in {secs:.2f}s, {_index_size(conn, table, dense_name)}")
+    secs = create_sparse_index(conn, table, "sparse", name=sparse_name)
+    _say(out, f"index: CREATE INDEX {sparse_name} ON {table} USING sparse_block (sparse) "
+              f"built in {secs:.2f}s, {_index_size(conn, table, sparse_name)}")
+    conn.execute(f"ANALYZE {_quoted(conn, table)}")
+
+
+def _quoted(conn: Any, table: str) -> str:
     from .ingest import table_identifier
 
+    return table_identifier(table).as_string(conn)
+
+
+def _index_size(conn: Any, table: str, index: str) -> str:
+    row = conn.execute("SELECT pg_size_pretty(pg_relation_size(c.oid)) FROM pg_index i "
+                       "JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE i.indrelid = %s::regclass AND c.relname = %s", (table, index)).fetchone()
+    return row[0] if row else "?"
+
+
+# -- queries -------------------------------------------------------------------
+
+def _hybrid_plan(conn: Any, table: str, dense_q: np.ndarray, sparse_q: Any, k_gather: int,
+                 force: bool) -> list[str]:
+    """EXPLAIN the hybrid statement; the plan lines that scan an index of ``table``."""
+    from .search import _hybrid_statement
+
+    stmt = _hybrid_statement(table, "emb", "sparse", "cosine")
+    params = {"sparse_q": sparse_q, "dense_q": dense_q, "k_gather": k_gather, "rrf_k": 60, "k": 10}
     with conn.transaction():
         if force:
             conn.execute("SET LOCAL enable_seqscan = off")
-        rows = conn.execute(sql.SQL("EXPLAIN SELECT id FROM {} ORDER BY emb <=> %s LIMIT %s").format(
-            table_identifier(table)), (q, k)).fetchall()
-    lines = [r[0] for r in rows]
-    hit = [ln.strip().removeprefix("->").strip() for ln in lines if "Index Scan" in ln]
-    return hit[0] if hit else ""
+        conn.execute(f"SET LOCAL pgsieve.sparse_top_k = {int(k_gather)}")
+        rows = conn.execute(b"EXPLAIN " + stmt.as_bytes(conn), params, prepare=False).fetchall()
+    return [r[0].strip().removeprefix("->").strip() for r in rows if "Index Scan" in r[0]]
+
+
+def _check_plan(conn: Any, table: str, dense_q: np.ndarray, sparse_q: Any, k_gather: int,
+                out: TextIO) -> bool:
+    """Make sure the hybrid statement scans both indexes; returns whether enable_seqscan must be off."""
+    names = _index_names(table)
+
+    def uses_both(lines: list[str]) -> bool:
+        return all(any(f"using {n} " in ln for ln in lines) for n in names)
+
+    lines = _hybrid_plan(conn, table, dense_q, sparse_q, k_gather, force=False)
+    force = not uses_both(lines)
+    if force:  # never pretend: say why the indexes are forced on a small table
+        _say(out, "note: on a table this small the planner prefers sequential scans; "
+                  "forcing the indexes with SET LOCAL enable_seqscan = off")
+        lines = _hybrid_plan(conn, table, dense_q, sparse_q, k_gather, force=True)
+        if not uses_both(lines):
+            raise DemoError("the hybrid query does not use both the binary_scan and the sparse_block index "
+                            f"even with enable_seqscan = off (plan: {lines}); check the indexes")
+    for ln in lines:
+        _say(out, f"plan: {ln}")
+    return force
 
 
 def _labels(conn: Any, table: str, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
@@ -203,36 +331,89 @@ def _labels(conn: Any, table: str, ids: Sequence[int]) -> dict[int, tuple[str, s
     return {int(r[0]): (r[1], r[2]) for r in rows}
 
 
-def _run_queries(conn: Any, table: str, encoder: Any, queries: Sequence[str], k: int, rerank: int,
-                 out: TextIO) -> None:
-    from .search import binary_search, exact_search
+class _Stages:
+    """Runs one query as BM25 only, dense only and hybrid, with the demo's settings."""
 
+    def __init__(self, conn: Any, table: str, args: argparse.Namespace, force: bool) -> None:
+        self.conn, self.table, self.args, self.force = conn, table, args, force
+
+    def run(self, dense_q: np.ndarray, sparse_q: Any, k: int) -> dict[str, Any]:
+        from .search import binary_search, hybrid_search, sparse_search
+
+        a = self.args
+        return {
+            "bm25": sparse_search(self.conn, self.table, sparse_q, k=k, force_index=self.force),
+            "dense": binary_search(self.conn, self.table, dense_q, k=k, rerank=a.rerank,
+                                   force_index=self.force),
+            "hybrid": hybrid_search(self.conn, self.table, dense_q, sparse_q, k=k, k_gather=a.k_gather,
+                                    rrf_k=a.rrf_k, rerank=a.rerank, force_index=self.force),
+        }
+
+
+def _run_queries(conn: Any, stages: _Stages, encoder: Any, bm25: Any, queries: Sequence[str], k: int,
+                 out: TextIO) -> None:
     qv = encoder.encode_queries(list(queries))
-    plan = _plan_uses_index(conn, table, qv[0], k)
-    force = not plan
-    if force:  # never pretend: say why the index is forced on a small table
-        _say(out, "note: on a table this small the planner prefers a sequential scan; "
-                  "forcing the index with SET LOCAL enable_seqscan = off")
-        plan = _plan_uses_index(conn, table, qv[0], k, force=True)
-        if not plan:
-            raise DemoError("the binary_scan index is not used even with enable_seqscan = off; "
-                            "check the index and its operator class")
-    _say(out, f"plan: {plan}")
+    qs = bm25.encode_queries(list(queries))
     shown_sql = False
-    for text, q in zip(queries, qv):
-        binary_search(conn, table, q, k=k, rerank=rerank, force_index=force)  # warm up; time the 2nd
-        res = binary_search(conn, table, q, k=k, rerank=rerank, force_index=force)
-        exact = exact_search(conn, table, q, k=k)
+    for text, dq, sq in zip(queries, qv, qs):
+        stages.run(dq, sq, k)  # warm up; time the 2nd run
+        res = stages.run(dq, sq, k)
         if not shown_sql:
-            _say(out, "sql:\n  " + res.sql.replace("\n", "\n  ") + "   -- %s = query vector, k")
+            _say(out, "hybrid sql (one statement; %(sparse_q)s = BM25 query sparsevec, %(dense_q)s = query "
+                      "embedding):\n  " + res["hybrid"].sql.replace("\n", "\n  "))
             shown_sql = True
-        overlap = len(set(res.ids) & set(exact.ids)) / max(len(exact.ids), 1)
-        _say(out, f"\nquery: {text!r}  ({res.elapsed_ms:.1f} ms with binary_scan; exact scan "
-                  f"{exact.elapsed_ms:.1f} ms; recall@{k} vs exact {overlap:.2f})")
-        labels = _labels(conn, table, res.ids)
-        for rank, (pid, score) in enumerate(zip(res.ids, res.scores), 1):
+        labels = _labels(conn, stages.table, {i for r in res.values() for i in r.ids})
+        _say(out, f"\nquery: {text!r}")
+        for name in ("bm25", "dense"):
+            r = res[name]
+            pages = ", ".join(labels.get(i, ("?", "?"))[0] for i in r.ids)
+            _say(out, f"  {name:<6} {r.elapsed_ms:7.1f} ms  {pages}")
+        h = res["hybrid"]
+        _say(out, f"  hybrid {h.elapsed_ms:7.1f} ms  (RRF of the top {stages.args.k_gather} of each)")
+        for rank, (pid, score, rs, rd) in enumerate(zip(h.ids, h.scores, h.ranks["sparse"], h.ranks["dense"]), 1):
             title, doc_id = labels.get(pid, ("?", "?"))
-            _say(out, f"  {rank}. {title:<24} {score:.4f}  {doc_id}")
+            bm = f"#{rs}" if rs is not None else "-"
+            de = f"#{rd}" if rd is not None else "-"
+            _say(out, f"    {rank}. {title:<24} rrf {score:.4f}  bm25 {bm:<4} dense {de:<4} {doc_id}")
+
+
+def _evaluate(conn: Any, stages: _Stages, encoder: Any, bm25: Any, passages: Sequence[Any], n: int,
+              out: TextIO) -> dict[str, float]:
+    """success@10 of the three stages on ``n`` known-item queries (evenly spread over the corpus' pages)."""
+    from psycopg import sql
+
+    from .corpus import known_item_queries
+    from .ingest import table_identifier
+
+    kiq = known_item_queries(passages)
+    if not kiq:
+        _say(out, "\nevaluation: no known-item queries in this corpus")
+        return {}
+    n = min(n, len(kiq))
+    chosen = [kiq[i * len(kiq) // n] for i in range(n)]
+    id_of = {doc_id: int(i) for i, doc_id in conn.execute(
+        sql.SQL("SELECT id, doc_id FROM {}").format(table_identifier(stages.table))).fetchall()}
+    t0 = time.perf_counter()
+    qv = encoder.encode_queries([q.text for q in chosen])
+    qs = bm25.encode_queries([q.text for q in chosen])
+    enc_s = time.perf_counter() - t0
+    hits = {s: 0 for s in STAGES}
+    ms = {s: 0.0 for s in STAGES}
+    for q, dq, sq in zip(chosen, qv, qs):
+        relevant = {id_of[pid] for pid in q.relevant if pid in id_of}
+        res = stages.run(dq, sq, 10)
+        for s in STAGES:
+            hits[s] += bool(relevant & set(res[s].ids[:10]))
+            ms[s] += res[s].elapsed_ms
+    succ = {s: hits[s] / n for s in STAGES}
+    _say(out, f"\nevaluation: {n} known-item queries (a page's NAME description; relevant = its other "
+              f"passages), queries encoded in {enc_s:.1f}s")
+    for s in STAGES:
+        _say(out, f"  success@10 {s:<6} {succ[s]:.3f}  ({hits[s]}/{n}; mean {ms[s] / n:.1f} ms per query)")
+    best = max(succ["bm25"], succ["dense"])
+    verdict = "≥" if succ["hybrid"] >= best else "<"
+    _say(out, f"  hybrid {succ['hybrid']:.3f} {verdict} best single stage {best:.3f}")
+    return succ
 
 
 # -- main ----------------------------------------------------------------------
@@ -241,8 +422,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> None:
     import psycopg
 
     from .corpus import load_manpages
-    from .encoders import DenseEncoder
-    from .ingest import create_binary_index, create_corpus_table, ingest_passages
+    from .encoders import BM25Encoder, DenseEncoder
 
     url, cache_root = _server_url(args, out)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -250,33 +430,35 @@ def _run(args: argparse.Namespace, out: TextIO) -> None:
         _say(out, f"database: {DEMO_DB} (server kernels: {level})")
 
         t0 = time.perf_counter()
-        passages = load_manpages(max_pages=args.max_pages)
+        passages = load_manpages(max_pages=args.max_pages or None)
         _say(out, f"corpus: {len({p.page for p in passages})} man pages, {len(passages)} passages "
                   f"({time.perf_counter() - t0:.1f}s)")
 
         encoder = DenseEncoder(args.model_path, device=args.device, batch_size=args.batch_size)
         emb = _cached_embeddings(passages, encoder, cache_root, out, not args.no_progress)
+        bm25 = BM25Encoder(args.model_path)  # the MiniLM WordPiece vocabulary
 
-        create_corpus_table(conn, args.table, encoder.dim, drop=True)
-        t0 = time.perf_counter()
-        n = ingest_passages(conn, args.table, passages, embeddings=emb, progress=not args.no_progress)
-        _say(out, f"ingest: {n} rows into {args.table} with binary COPY ({time.perf_counter() - t0:.1f}s)")
+        _load_table(conn, args.table, passages, emb, bm25, not args.no_progress, out)
+        _build_indexes(conn, args.table, args.quantizer, out)
 
-        build_s = create_binary_index(conn, args.table, "vector_cosine_ops", args.quantizer)
-        size = conn.execute("SELECT pg_size_pretty(sum(pg_relation_size(indexrelid))) FROM pg_index "
-                            "WHERE indrelid = %s::regclass", (args.table,)).fetchone()[0]
-        _say(out, f"index: CREATE INDEX ON {args.table} USING binary_scan (emb vector_cosine_ops) "
-                  f"WITH (quantizer = '{args.quantizer}') built in {build_s:.2f}s, {size}")
-        conn.execute(f"ANALYZE {args.table}")
-
-        _run_queries(conn, args.table, encoder, args.query or DEFAULT_QUERIES, args.k, args.rerank, out)
+        queries = list(args.query or DEFAULT_QUERIES)
+        probe_d = encoder.encode_queries(queries[:1])[0]
+        probe_s = bm25.encode_queries(queries[:1])[0]
+        force = _check_plan(conn, args.table, probe_d, probe_s, args.k_gather, out)
+        stages = _Stages(conn, args.table, args, force)
+        _run_queries(conn, stages, encoder, bm25, queries, args.k, out)
+        if args.eval_queries:
+            _evaluate(conn, stages, encoder, bm25, passages, args.eval_queries, out)
 
 
 def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> int:
     """Run the demo; returns 0, or 1 with a message on stderr when a step fails."""
     args = _parser().parse_args(list(argv) if argv is not None else None)
-    if args.max_pages < 1 or args.k < 1 or args.rerank < 1:
-        print("pgsieve demo: --max-pages, -k and --rerank must be positive", file=sys.stderr)
+    if args.max_pages < 0 or args.eval_queries < 0:
+        print("pgsieve demo: --max-pages and --eval-queries must be >= 0", file=sys.stderr)
+        return 2
+    if args.k < 1 or args.rerank < 1 or args.k_gather < 1 or args.rrf_k < 0:
+        print("pgsieve demo: -k, --rerank and --k-gather must be positive, --rrf-k >= 0", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stream = out or sys.stdout

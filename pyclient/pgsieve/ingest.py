@@ -34,6 +34,9 @@ __all__ = [
     "create_corpus_table",
     "ingest_passages",
     "create_binary_index",
+    "create_sparse_index",
+    "bm25_encode_with_stats",
+    "SPARSE_OPTIONS",
 ]
 
 #: operator classes binary_scan accepts, by column type
@@ -45,6 +48,11 @@ OPCLASSES: tuple[str, ...] = (
 QUANTIZERS: tuple[str, ...] = ("mean", "sign")
 COLUMNS: tuple[str, ...] = ("id", "doc_id", "title", "body", "emb")
 COPY_TYPES: tuple[str, ...] = ("int8", "text", "text", "text", "vector")
+#: sparse_block build parameters (reloptions) and their types
+SPARSE_OPTIONS: dict[str, type] = {
+    "n_postings": int, "max_fraction": float, "centroid_fraction": float, "summary_energy": float,
+    "min_cluster_size": int, "doc_cut": int,
+}
 
 
 class PassageLike(Protocol):
@@ -80,25 +88,41 @@ def document_text(p: PassageLike) -> str:
 
 
 def create_corpus_table(conn: psycopg.Connection[Any], table: str, dim: int, *,
-                        drop: bool = False) -> None:
+                        drop: bool = False, sparse_dim: Optional[int] = None,
+                        sparse_column: str = "sparse") -> None:
     """Create ``table(id bigint primary key, doc_id text, title text, body text, emb vector(dim))``.
+
+    With ``sparse_dim`` the table also gets ``<sparse_column> sparsevec(sparse_dim)`` (BM25 or SPLADE
+    weights over a vocabulary) for hybrid search.
 
     ``emb`` gets ``STORAGE MAIN``: pgvector's default (EXTERNAL) moves a
     384-d vector out of line as soon as the row passes ~2 kB, which a row
     with a passage body usually does, and every exact distance (sequential
     scans, rerank heap fetches) then pays a TOAST lookup; inline vectors
-    halve exact-scan time on the man-page corpus.
+    halve exact-scan time on the man-page corpus.  The sparse column gets
+    ``STORAGE MAIN`` too (a passage's BM25 vector is ~1 kB); MAIN values
+    leave the row only when it would not fit in a page.
     """
     if not isinstance(dim, int) or not 1 <= dim <= 16000:
         raise ValueError(f"dim must be an int in 1..16000 (pgvector's limit), got {dim!r}")
+    sparse_col = sql.SQL("")
+    if sparse_dim is not None:
+        if isinstance(sparse_dim, bool) or not isinstance(sparse_dim, int) or not 1 <= sparse_dim <= 1_000_000_000:
+            raise ValueError(f"sparse_dim must be an int in 1..1000000000 (sparsevec's limit), got {sparse_dim!r}")
+        if sparse_column in ("id", "doc_id", "title", "body", "emb"):
+            raise ValueError(f"sparse_column {sparse_column!r} clashes with a corpus column")
+        sparse_col = sql.SQL(", {} sparsevec({})").format(sql.Identifier(sparse_column), sql.Literal(sparse_dim))
     ident = table_identifier(table)
     with conn.transaction():
         if drop:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
         conn.execute(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (id bigint PRIMARY KEY, doc_id text, title text, "
-            "body text, emb vector({}))").format(ident, sql.Literal(dim)))
+            "body text, emb vector({}){})").format(ident, sql.Literal(dim), sparse_col))
         conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN emb SET STORAGE MAIN").format(ident))
+        if sparse_dim is not None:
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STORAGE MAIN").format(
+                ident, sql.Identifier(sparse_column)))
 
 
 def _ensure_vector_adapters(conn: psycopg.Connection[Any]) -> None:
@@ -140,20 +164,34 @@ def _encoded_batches(passages: Sequence[PassageLike], encoder: Optional[Encoder]
 
 
 def _copy_batch(cur: psycopg.Cursor[Any], table: str, first_id: int,
-                chunk: Sequence[PassageLike], emb: np.ndarray) -> None:
+                chunk: Sequence[PassageLike], emb: np.ndarray,
+                sparse: Optional[Sequence[Any]] = None, sparse_column: str = "sparse") -> None:
+    columns, types = list(COLUMNS), list(COPY_TYPES)
+    if sparse is not None:
+        columns.append(sparse_column)
+        types.append("sparsevec")
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        table_identifier(table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+        table_identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
     with cur.copy(stmt) as copy:
-        copy.set_types(list(COPY_TYPES))
-        for k, (p, vec) in enumerate(zip(chunk, emb)):
-            copy.write_row((first_id + k, p.pid, p.title, p.text, vec))
+        copy.set_types(types)
+        if sparse is None:
+            for k, (p, vec) in enumerate(zip(chunk, emb)):
+                copy.write_row((first_id + k, p.pid, p.title, p.text, vec))
+        else:
+            for k, (p, vec, sv) in enumerate(zip(chunk, emb, sparse)):
+                copy.write_row((first_id + k, p.pid, p.title, p.text, vec, sv))
 
 
 def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequence[PassageLike],
                     encoder: Optional[Encoder] = None, batch_size: int = 256, progress: bool = True,
                     *, embeddings: Optional[np.ndarray] = None, create: bool = True,
-                    text_fn: Callable[[PassageLike], str] = document_text) -> int:
+                    text_fn: Callable[[PassageLike], str] = document_text,
+                    sparse: Optional[Sequence[Any]] = None, sparse_column: str = "sparse") -> int:
     """Encode ``passages`` (or take precomputed ``embeddings``) and COPY them into ``table``.
+
+    ``sparse``: one ``pgvector.SparseVector`` per passage (e.g. from :func:`bm25_encode_with_stats`),
+    written to ``sparse_column`` in the same COPY; the table must have that column
+    (``create_corpus_table(..., sparse_dim=...)``; ``create=True`` does not add it).
 
     Ids continue after the table's current ``max(id)``.  All batches go in one
     transaction: a failure leaves the table as it was.  Returns rows written.
@@ -163,6 +201,10 @@ def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequenc
     if (encoder is None) == (embeddings is None):
         raise ValueError("pass exactly one of encoder= or embeddings=")
     passages = list(passages)
+    if sparse is not None:
+        sparse = list(sparse)
+        if len(sparse) != len(passages):
+            raise ValueError(f"sparse has {len(sparse)} vectors for {len(passages)} passages")
     if embeddings is not None:
         embeddings = _check_embeddings(embeddings, len(passages), None)
         dim = int(embeddings.shape[1])
@@ -177,7 +219,8 @@ def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequenc
         with conn.transaction(), conn.cursor() as cur:
             next_id = _next_id(conn, table)
             for chunk, emb in _encoded_batches(passages, encoder, embeddings, batch_size, text_fn):
-                _copy_batch(cur, table, next_id + written, chunk, emb)
+                sv = None if sparse is None else sparse[written:written + len(chunk)]
+                _copy_batch(cur, table, next_id + written, chunk, emb, sv, sparse_column)
                 written += len(chunk)
                 bar.update(len(chunk))
     finally:
@@ -219,3 +262,57 @@ def create_binary_index(conn: psycopg.Connection[Any], table: str, opclass: str 
     with conn.transaction():
         conn.execute(sql.SQL(" ").join(parts))
     return time.perf_counter() - t0
+
+
+def create_sparse_index(conn: psycopg.Connection[Any], table: str, column: str = "sparse", *,
+                        name: Optional[str] = None, **options: Any) -> float:
+    """``CREATE INDEX ... USING sparse_block (<column>) [WITH (...)]``; returns build seconds.
+
+    ``options`` are sparse_block's reloptions (:data:`SPARSE_OPTIONS`, e.g. ``n_postings=3500``).
+    """
+    for key, value in options.items():
+        want = SPARSE_OPTIONS.get(key)
+        if want is None:
+            raise ValueError(f"unknown sparse_block option {key!r} (known: {sorted(SPARSE_OPTIONS)})")
+        wrong_type = want is int and not isinstance(value, int)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or wrong_type:
+            raise ValueError(f"sparse_block option {key} must be {want.__name__}, got {value!r}")
+    has_am = conn.execute("SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'sparse_block'").fetchone()
+    if not has_am:
+        raise psycopg.ProgrammingError(
+            "access method sparse_block not found: CREATE EXTENSION pgsieve first "
+            "(and `pgsieve ext install` if the extension is not built or is older)")
+    parts = [sql.SQL("CREATE INDEX")]
+    if name:
+        parts.append(sql.Identifier(name))
+    parts.append(sql.SQL("ON {} USING sparse_block ({})").format(table_identifier(table), sql.Identifier(column)))
+    if options:
+        parts.append(sql.SQL("WITH ({})").format(sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in options.items())))
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL(" ").join(parts))
+    return time.perf_counter() - t0
+
+
+def bm25_encode_with_stats(conn: psycopg.Connection[Any], stats_name: str, encoder: Any,
+                           texts: Sequence[str]) -> list[Any]:
+    """BM25 document vectors for ``texts``, with the corpus statistics kept in the database.
+
+    Adds the batch to the statistics tables (``<stats_name>_bm25_df`` / ``_bm25_corpus``, created if
+    missing) with :func:`pgsieve.encoders.bm25.update_stats`, reloads them into ``encoder.stats`` (so
+    avgdl includes this batch and earlier ingests, and query idf sees them too), then encodes.
+    Call it inside the transaction that COPYs the rows, so rows and statistics commit together::
+
+        with conn.transaction():
+            sparse = bm25_encode_with_stats(conn, "docs", bm25, texts)
+            ingest_passages(conn, "docs", passages, embeddings=emb, sparse=sparse, create=False)
+    """
+    from .encoders.bm25 import ensure_stats_tables, load_stats, update_stats
+
+    tokens = encoder.tokenize(list(texts))
+    with conn.transaction():
+        ensure_stats_tables(conn, stats_name)
+        update_stats(conn, stats_name, tokens)
+        encoder.stats = load_stats(conn, stats_name)
+    return encoder.encode_token_ids(tokens)
