@@ -8,6 +8,9 @@
 #include "access/itup.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
+#include "nodes/pathnodes.h"
+
+#include <float.h>
 
 #include "pgsieve_compat.h"
 #include "pgsieve_pages.h"
@@ -81,4 +84,27 @@ PgsWriteInitForkPage(Relation index, Page image)
 	log_newpage_buffer(buf, true);
 	END_CRIT_SECTION();
 	UnlockReleaseBuffer(buf);
+}
+
+void
+PgsRescanKeys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys)
+{
+	if (keys && scan->numberOfKeys > 0)
+		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
+	if (orderbys && scan->numberOfOrderBys > 0)
+		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+}
+
+bool
+PgsCostWithoutOrderBy(struct IndexPath *path, Cost *indexStartupCost, Cost *indexTotalCost,
+					  Selectivity *indexSelectivity, double *indexCorrelation, double *indexPages)
+{
+	if (path->indexorderbys != NIL)
+		return false;
+	*indexStartupCost = DBL_MAX;
+	*indexTotalCost = DBL_MAX;
+	*indexSelectivity = 0;
+	*indexCorrelation = 0;
+	*indexPages = 0;
+	return true;
 }

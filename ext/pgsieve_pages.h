@@ -32,6 +32,18 @@ extern IndexAmRoutine *PgsMakeOrderByAmRoutine(void);
 /* Allocate the ORDER BY values an ordering scan reports to the executor. */
 extern void PgsInitOrderByScan(IndexScanDesc scan, int norderbys);
 
+/* amrescan's common part: keep the new scan keys and ORDER BY keys */
+extern void PgsRescanKeys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
+
+/*
+ * amcostestimate's common part: an ordering-only index is useless to a path
+ * without ORDER BY distance; returns true (costs set prohibitive) then.
+ */
+struct IndexPath;
+extern bool PgsCostWithoutOrderBy(struct IndexPath *path, Cost *indexStartupCost, Cost *indexTotalCost,
+								  Selectivity *indexSelectivity, double *indexCorrelation,
+								  double *indexPages);
+
 /* Write a page image as block 0 of the init fork (unlogged indexes), WAL-logged. */
 extern void PgsWriteInitForkPage(Relation index, Page image);
 

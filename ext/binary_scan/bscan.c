@@ -82,16 +82,9 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		rerank = Min(bscan_rerank, tuples);
 	double		gathered = Min((double) bscan_rerank * bscan_oversample, tuples);
 
-	/* the index is useless without ORDER BY distance */
-	if (path->indexorderbys == NIL)
-	{
-		*indexStartupCost = DBL_MAX;
-		*indexTotalCost = DBL_MAX;
-		*indexSelectivity = 0;
-		*indexCorrelation = 0;
-		*indexPages = 0;
+	if (PgsCostWithoutOrderBy(path, indexStartupCost, indexTotalCost, indexSelectivity,
+							  indexCorrelation, indexPages))
 		return;
-	}
 
 	*indexStartupCost = pages * seq_page_cost +
 		tuples * cpu_operator_cost +

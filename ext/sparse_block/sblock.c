@@ -103,15 +103,9 @@ sblockcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		pages = Max(index->pages, 1);
 	double		visited = Min(tuples, 2000 + tuples * 0.02);
 
-	if (path->indexorderbys == NIL)
-	{
-		*indexStartupCost = DBL_MAX;
-		*indexTotalCost = DBL_MAX;
-		*indexSelectivity = 0;
-		*indexCorrelation = 0;
-		*indexPages = 0;
+	if (PgsCostWithoutOrderBy(path, indexStartupCost, indexTotalCost, indexSelectivity,
+							  indexCorrelation, indexPages))
 		return;
-	}
 	*indexStartupCost = visited * (cpu_index_tuple_cost + 10 * cpu_operator_cost) +
 		Min(pages, visited) * random_page_cost * 0.1;
 	*indexTotalCost = *indexStartupCost + tuples * cpu_index_tuple_cost * 0.01;

@@ -180,10 +180,7 @@ sblockrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int 
 {
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
 
-	if (keys && scan->numberOfKeys > 0)
-		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
-	if (orderbys && scan->numberOfOrderBys > 0)
-		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	PgsRescanKeys(scan, keys, orderbys);
 	SblockDenseRelease(so);
 	so->started = false;
 	so->done = false;
