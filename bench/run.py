@@ -12,6 +12,8 @@ Runs every system of a suite side by side on the same table, queries and exact g
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import sys
 import time
@@ -37,7 +39,7 @@ def n_label(n: int) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", required=True, choices=sorted(SUITES))
+    p.add_argument("--suite", choices=sorted(SUITES), help="suite to run (required unless --render-md)")
     p.add_argument("--n", type=int, default=100_000, help="table rows (default 100000)")
     p.add_argument("--scale", default="auto",
                    help="'auto' (default): grow the real corpus with noisy copies when --n exceeds it; "
@@ -47,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "about cos 0.96 to the original for d=384)")
     p.add_argument("--queries", type=int, default=200, help="known-item queries sampled (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="timed passes per configuration; the lowest-median pass is reported (default 3)")
     p.add_argument("--systems", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
                    help="comma list of systems to run (default all of the suite)")
     p.add_argument("--rerank", default=None, help="pgsieve.binary_rerank values (default 100,200,400,800)")
@@ -63,7 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--md-section", default=None,
                    help="BENCHMARKS.md section name (default SUITE for n=100000, else SUITE-N)")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--render-md", type=Path, default=None, metavar="JSON",
+                   help="only re-render BENCHMARKS.md's section (and plot) from a results file, run nothing")
     a = p.parse_args(argv)
+    if not a.suite and not a.render_md:
+        p.error("--suite is required")
     if a.systems:
         bad = [s for s in a.systems if s not in SYSTEMS.get(a.suite, [])]
         if bad:
@@ -71,10 +79,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
+def render_only(a: argparse.Namespace) -> int:
+    doc = json.loads(a.render_md.read_text())
+    meta, rows = doc["meta"], doc["rows"]
+    a.suite = a.suite or meta["suite"]
+    write_outputs(a, meta, rows)
+    return 0
+
+
+def write_outputs(a: argparse.Namespace, meta: dict, rows: list) -> None:
+    n, n_real = meta["n"], meta["n_real"]
+    plot_rel = None
+    if not a.no_plot and rows:
+        png = C.PLOTS_DIR / f"{a.suite}-{n_label(n)}.png"
+        title = (f"{a.suite}: recall@10 vs p50 latency (client), n={n:,}"
+                 + (" (synthetic)" if n > n_real else "") + f", {meta['machine'].get('cores')} cores")
+        if C.plot_recall_latency(rows, png, title, key="p50_ms"):
+            plot_rel = str(png.relative_to(C.REPO_ROOT))
+            C.log(f"plot: {png}")
+    if a.update_md or a.render_md:
+        section = a.md_section or (a.suite if n == 100_000 else f"{a.suite}-{n_label(n)}")
+        if a.suite == "binary":
+            from bench.suites import binary
+            body = binary.markdown(meta, rows, plot_rel)
+        else:
+            body = C.rows_table(rows)
+        C.replace_md_section(section, body, a.md)
+        C.log(f"updated {a.md} section {section}")
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.render_md:
+        return render_only(a)
     cmd = "python bench/run.py " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     t_start = time.perf_counter()
+    C.REPEAT = max(1, a.repeat)
 
     enc = C.encoded_corpus(a.limit_passages, a.data_dir)
     real = enc.docs
@@ -102,6 +142,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     truth, truth_scores = C.exact_topk(emb, queries, 10)
+    distinct = float(np.mean([len(set((row % n_real).tolist())) for row in truth]))
     C.log(f"numpy exact top-10 for {len(queries)} queries in {time.perf_counter() - t0:.1f}s")
 
     url = a.dsn
@@ -115,15 +156,17 @@ def main(argv=None) -> int:
     meta = {
         "suite": a.suite, "command": cmd, "date": C.now_iso(), "n": n, "n_real": n_real, "synthetic": n > n_real,
         "noise": a.noise if n > n_real else None, "d": int(emb.shape[1]), "queries": len(queries),
-        "seed": a.seed, "corpus": enc.corpus.name, "corpus_fingerprint": enc.corpus.fingerprint,
+        "seed": a.seed, "repeat": C.REPEAT, "corpus": enc.corpus.name, "corpus_fingerprint": enc.corpus.fingerprint,
         "corpus_info": enc.corpus.info, "encoder": enc.encoder, "encodings_cache": enc.cache_file,
         "machine": C.machine_facts(), "server_settings": C.SERVER_SETTINGS, "session_settings": C.SESSION_SETTINGS,
-        "server_dsn_given": a.dsn is not None,
+        "server_dsn_given": a.dsn is not None, "truth_distinct_sources": round(distinct, 2),
     }
     ctx = C.Context(args=a, url=url, emb=emb, n_real=n_real, queries=queries, relevant=relevant, truth=truth,
                     truth_scores=truth_scores,
                     meta=meta)
+    meta["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     rows = SUITES[a.suite](ctx)
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["errors"] = ctx.errors
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
 
@@ -132,23 +175,7 @@ def main(argv=None) -> int:
     C.log(f"wrote {len(rows)} rows to {out}")
     print(C.rows_table(rows))
 
-    plot_rel = None
-    if not a.no_plot and rows:
-        png = C.PLOTS_DIR / f"{a.suite}-{n_label(n)}.png"
-        title = (f"{a.suite}: recall@10 vs p50 latency (client), n={n:,}"
-                 + (" (synthetic)" if n > n_real else "") + f", {meta['machine'].get('cores')} cores")
-        if C.plot_recall_latency(rows, png, title, key="p50_ms"):
-            plot_rel = str(png.relative_to(C.REPO_ROOT))
-            C.log(f"plot: {png}")
-    if a.update_md:
-        section = a.md_section or (a.suite if n == 100_000 else f"{a.suite}-{n_label(n)}")
-        if a.suite == "binary":
-            from bench.suites import binary
-            body = binary.markdown(meta, rows, plot_rel)
-        else:
-            body = C.rows_table(rows)
-        C.replace_md_section(section, body, a.md)
-        C.log(f"updated {a.md} section {section}")
+    write_outputs(a, meta, rows)
     if ctx.errors:
         C.log("errors: " + "; ".join(ctx.errors))
         return 1

@@ -17,3 +17,5 @@ SUITES: dict[str, Callable] = {
 SYSTEMS: dict[str, list[str]] = {
     "binary": ["seqscan", "pgsieve", "pgsieve_sign", "faiss_binary_flat", "pgvector_hnsw", "pgvector_hnsw_bit"],
 }
+
+from .sparse import register as _register_sparse; _register_sparse(SUITES, SYSTEMS)  # suite "sparse" (sparse.py)

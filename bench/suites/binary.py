@@ -95,7 +95,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     def seqscan():
         t = C.time_sql(ctx.url, KNN, ctx.queries,
                        setup=["SET enable_indexscan = off", "SET enable_bitmapscan = off"],
-                       expect_node="Seq Scan")
+                       expect_node="Seq Scan", repeat=1)
         r = add("seqscan", {"exact": True}, t, None, None)
         ctx.meta["ground_truth_check"] = {
             "seqscan_recall_vs_numpy": r["recall_at_10"],
@@ -217,15 +217,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
 
 
 def _time_indexed(fn, nq: int) -> C.Timed:
-    for i in range(nq):
-        fn(i)
-    ids, lat = [], np.empty(nq)
-    for i in range(nq):
-        t0 = time.perf_counter()
-        r = fn(i)
-        lat[i] = (time.perf_counter() - t0) * 1000.0
-        ids.append([int(x) for x in r])
-    return C.Timed(ids, lat, None)
+    return C.time_callable(fn, range(nq))
 
 
 def acceptance(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -268,10 +260,16 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], plot_rel: str | N
     acc = m.get("acceptance", {})
     lines = [f"### Suite `binary`, n = {m['n']:,}" + (" (synthetic rows)" if m.get("synthetic") else ""), ""]
     lines += [f"Run {m['date']}: `{m['command']}`", ""]
+    ci = m.get("corpus_info", {})
+    syn_note = ""
+    if m.get("synthetic"):
+        syn_note = (f", grown to {m['n']:,} rows ({1 - m['n_real'] / m['n']:.0%} synthetic) with noisy "
+                    f"re-normalized copies (σ = {m.get('noise')} per dimension)")
+        if m.get("truth_distinct_sources"):
+            syn_note += (f"; an exact top-10 then holds {m['truth_distinct_sources']:.1f} distinct source passages "
+                         f"on average (the rest are their copies)")
     lines += [
-        f"- Corpus: {m['n_real']:,} real man-page passages ({m.get('corpus_info', {}).get('passages_total', '?'):,} "
-        f"in the corpus)" + (f", grown to {m['n']:,} rows with noisy re-normalized copies "
-                             f"(σ = {m.get('noise')} per dimension), marked synthetic" if m.get("synthetic") else "")
+        f"- Corpus: {m['n_real']:,} real man-page passages from {ci.get('pages', '?'):,} pages" + syn_note
         + f"; {m['queries']} known-item queries (NAME lines); embeddings: all-MiniLM-L6-v2, d = {m['d']} "
         f"({m.get('encoder')}).",
         "- Recall@10 is against exact float (cosine) top-10 computed in numpy"
@@ -279,7 +277,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], plot_rel: str | N
            if m.get("ground_truth_check") else "."),
         "- Latency: single client, warm (one warm-up pass), prepared statements; *client* = psycopg round trip, "
         "*server* = `Execution Time` of `EXPLAIN (ANALYZE, TIMING OFF)`. faiss rows are in-process (client = "
-        "server). QPS = 1 / mean client latency.",
+        f"server). Best of {m.get('repeat', 1)} passes (lowest median; the exact seq scan: 1 pass). "
+        "QPS = 1 / mean client latency of that pass.",
         f"- Machine: {mach.get('cpu', '?')}, {mach.get('cores')} cores, {mach.get('mem_gib')} GiB; "
         f"PostgreSQL {srv.get('server_version')}, extensions {srv.get('extensions')}; pgsieve kernel level "
         f"`{srv.get('pgsieve_kernel_level')}`; faiss {mach.get('faiss')}.",
@@ -287,9 +286,15 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], plot_rel: str | N
         f"maintenance_work_mem={srv.get('maintenance_work_mem')}, max_parallel_maintenance_workers="
         f"{srv.get('max_parallel_maintenance_workers')} (HNSW builds use leader + 1 worker), "
         f"max_parallel_workers_per_gather={srv.get('max_parallel_workers_per_gather')}, jit={srv.get('jit')}. "
-        f"Table {m.get('table_mb')} MB.",
-        "",
+        f"Table {m.get('table_mb')} MB. Load average (1/5/15 min) at start {m.get('loadavg_start')}, "
+        f"end {m.get('loadavg_end')}; run took {m.get('wall_s')} s.",
     ]
+    loads = [x for k in ("loadavg_start", "loadavg_end") for x in (m.get(k) or [])[:1]]
+    if loads and max(loads) > 1.0:
+        lines.append(f"- **Shared machine**: other processes were running (1-min load up to {max(loads)} on "
+                     f"{mach.get('cores')} cores), so latencies are noisier and higher than on a quiet machine; "
+                     "compare systems within this run, and rerun on a quiet machine for final figures.")
+    lines.append("")
     lines.append(C.rows_table(rows))
     scan_rows = [r for r in rows if r.get("rows_per_s")]
     if scan_rows:
@@ -308,10 +313,11 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], plot_rel: str | N
                          f"{'yes' if acc.get('recall_ok') else 'no'})")
         h = acc.get("hnsw_same_recall")
         if h and pdv:
-            lines.append(f"- p50 vs pgvector HNSW at the same recall ({C.fmt_config(h['config'])}, recall "
-                         f"{h['recall_at_10']}{'' if h['reaches_pgsieve_recall'] else ', best it reached'}): "
-                         f"pgsieve {pdv['p50_ms']} ms vs HNSW {h['p50_ms']} ms client, "
-                         f"{pdv.get('server_p50_ms')} vs {h.get('server_p50_ms')} ms server "
+            how = ("the smallest ef_search reaching pgsieve's recall" if h["reaches_pgsieve_recall"] else
+                   "HNSW never reached pgsieve's recall in the sweep; its best setting")
+            lines.append(f"- p50 vs pgvector HNSW at the same recall ({how}: {C.fmt_config(h['config'])}, recall "
+                         f"{h['recall_at_10']}): pgsieve {pdv['p50_ms']:.3f} ms vs HNSW {h['p50_ms']:.3f} ms "
+                         f"client, {pdv.get('server_p50_ms'):.3f} vs {h.get('server_p50_ms'):.3f} ms server "
                          f"({'yes' if acc.get('latency_ok') else 'no'})")
         if "build_ratio" in acc:
             lines.append(f"- build time ratio pgsieve / HNSW: {acc['build_ratio']} (≤ 0.1: "
