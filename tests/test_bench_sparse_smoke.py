@@ -33,7 +33,7 @@ def sparse_rows(db_url, tmp_path_factory):
         pytest.skip(str(e))
     systems = ["seqscan", "pgsieve"]
     try:
-        import seismic  # noqa: F401
+        import seismic  # noqa: F401  (importable?)
         systems.append("pyseismic")
     except ImportError:
         pass

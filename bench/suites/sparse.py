@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import struct
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -611,7 +610,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
                              "dists": {}}
     ctx.meta["sparse"] = smeta
     try:
-        import seismic  # noqa: F401
+        import seismic  # noqa: F401  (importable?)
         from importlib.metadata import version
         smeta["pyseismic_version"] = version("pyseismic-lsr")
     except Exception:  # noqa: BLE001
@@ -876,7 +875,7 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
         t0 = time.perf_counter()
         index = _quiet(lambda: SeismicIndex.build_from_dataset(ds, num_threads=1, **BUILD))
         build_s = time.perf_counter() - t0
-        del ds
+        ds = None   # free the dataset copy
         with tempfile.TemporaryDirectory() as tmp:
             _quiet(lambda: index.save(os.path.join(tmp, "x")))
             mb = os.path.getsize(os.path.join(tmp, "x.index.seismic")) / 2**20
