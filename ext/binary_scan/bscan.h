@@ -99,19 +99,25 @@ typedef BscanPageOpaqueData *BscanPageOpaque;
 
 #define BscanPageGetOpaque(page) ((BscanPageOpaque) PageGetSpecialPointer(page))
 
-typedef struct BscanMetaPageData
+/* what the meta page records about the index (after its magic and version) */
+typedef struct BscanParams
 {
-	uint32		magic;
-	uint32		version;
 	int32		kind;			/* BSCAN_KIND_* */
 	int32		metric;			/* BSCAN_*_STRATEGY */
 	int32		quantizer;		/* BSCAN_QUANTIZER_*, as in effect */
 	int32		dims;			/* 0 until the first value is seen */
 	int32		codeBytes;		/* (dims + 7) / 8 */
 	int32		capacity;		/* entries per data page */
-	BlockNumber thresholdPages; /* number of threshold pages after block 0 */
+	BlockNumber thresholdPages; /* number of statistics pages after block 0 */
 	BlockNumber insertPage;		/* data page that receives inserts */
 	BlockNumber nullPage;		/* null page that receives inserts */
+} BscanParams;
+
+typedef struct BscanMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	BscanParams p;
 } BscanMetaPageData;
 
 typedef BscanMetaPageData *BscanMetaPage;
@@ -141,18 +147,10 @@ typedef struct BscanOptions
 	int			quantizer;
 } BscanOptions;
 
-/* The index's fixed description, read from the meta page and catalogs. */
+/* The index's description: the meta page's parameters and the learned statistics. */
 typedef struct BscanInfo
 {
-	int			kind;
-	int			metric;
-	int			quantizer;
-	int			dims;
-	int			codeBytes;
-	int			capacity;
-	BlockNumber thresholdPages;
-	BlockNumber insertPage;
-	BlockNumber nullPage;
+	BscanParams p;
 	float	   *thresholds;		/* dims floats, or NULL for sign */
 	float	   *scales;			/* dims floats after thresholds, or NULL */
 } BscanInfo;
@@ -170,7 +168,8 @@ extern int	BscanGetMetric(Relation index);
 extern int	BscanGetQuantizerOption(Relation index);
 extern int	BscanCapacity(int codeBytes);
 extern void BscanInitPage(Page page, uint16 kind);
-extern void BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds);
+extern void BscanReadInfo(Relation index, BscanInfo *info);
+extern void BscanCachedStats(Relation index, BscanInfo *info);
 extern void BscanWriteMetaPage(Page page, const BscanInfo *info);
 extern int	BscanValueDims(Datum value, int kind);
 extern bool BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims);

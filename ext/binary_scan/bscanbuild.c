@@ -52,20 +52,20 @@ typedef struct BscanBuildState
 static void
 BscanBuildSeeDims(BscanBuildState *bs, Datum value)
 {
-	int			dims = BscanValueDims(value, bs->info.kind);
+	int			dims = BscanValueDims(value, bs->info.p.kind);
 
-	if (bs->info.dims == 0)
+	if (bs->info.p.dims == 0)
 	{
-		bs->info.dims = dims;
-		bs->info.codeBytes = (dims + 7) / 8;
-		bs->info.capacity = BscanCapacity(bs->info.codeBytes);
-		if (bs->info.capacity < 1)
+		bs->info.p.dims = dims;
+		bs->info.p.codeBytes = (dims + 7) / 8;
+		bs->info.p.capacity = BscanCapacity(bs->info.p.codeBytes);
+		if (bs->info.p.capacity < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("binary_scan index cannot hold codes of %d bits", dims)));
 	}
 	else
-		BscanCheckDims(dims, bs->info.dims);
+		BscanCheckDims(dims, bs->info.p.dims);
 }
 
 static void
@@ -74,22 +74,24 @@ BscanMeanCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 {
 	BscanBuildState *bs = (BscanBuildState *) state;
 	MemoryContext old;
+	Datum		value;
 
 	if (isnull[0])
 		return;
 	old = MemoryContextSwitchTo(bs->tmpCtx);
-	BscanBuildSeeDims(bs, values[0]);
+	value = PointerGetDatum(PG_DETOAST_DATUM(values[0]));	/* once per row */
+	BscanBuildSeeDims(bs, value);
 	if (bs->sums == NULL)
 	{
 		MemoryContext parent = MemoryContextGetParent(bs->tmpCtx);
 
-		bs->sums = MemoryContextAllocZero(parent, sizeof(double) * bs->info.dims);
-		bs->sumsq = MemoryContextAllocZero(parent, sizeof(double) * bs->info.dims);
-		bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.dims);
+		bs->sums = MemoryContextAllocZero(parent, sizeof(double) * bs->info.p.dims);
+		bs->sumsq = MemoryContextAllocZero(parent, sizeof(double) * bs->info.p.dims);
+		bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.p.dims);
 	}
-	if (BscanValueToFloats(values[0], bs->info.kind, bs->info.metric, bs->scratch, bs->info.dims))
+	if (BscanValueToFloats(value, bs->info.p.kind, bs->info.p.metric, bs->scratch, bs->info.p.dims))
 	{
-		for (int i = 0; i < bs->info.dims; i++)
+		for (int i = 0; i < bs->info.p.dims; i++)
 		{
 			bs->sums[i] += bs->scratch[i];
 			bs->sumsq[i] += (double) bs->scratch[i] * bs->scratch[i];
@@ -116,12 +118,12 @@ BscanBuildAdd(BscanBuildState *bs, ItemPointer tid)
 	BscanPageOpaque opaque = BscanPageGetOpaque(bs->page);
 	int			n = opaque->count;
 
-	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.codeBytes, bs->code, bs->info.codeBytes);
-	BscanPageTids(bs->page, bs->info.capacity, bs->info.codeBytes)[n] = *tid;
+	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.p.codeBytes, bs->code, bs->info.p.codeBytes);
+	BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tid;
 	opaque->count = n + 1;
 	((PageHeader) bs->page)->pd_lower =
-		BscanTidsOffset(bs->info.capacity, bs->info.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
-	if (opaque->count >= bs->info.capacity)
+		BscanTidsOffset(bs->info.p.capacity, bs->info.p.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
+	if (opaque->count >= bs->info.p.capacity)
 		BscanFlushPage(bs);
 }
 
@@ -153,6 +155,7 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 {
 	BscanBuildState *bs = (BscanBuildState *) state;
 	MemoryContext old;
+	Datum		value;
 
 	if (isnull[0])
 	{
@@ -161,16 +164,17 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 		return;
 	}
 	old = MemoryContextSwitchTo(bs->tmpCtx);
-	BscanBuildSeeDims(bs, values[0]);
+	value = PointerGetDatum(PG_DETOAST_DATUM(values[0]));	/* once per row */
+	BscanBuildSeeDims(bs, value);
 	if (bs->code == NULL)
 	{
 		MemoryContext parent = MemoryContextGetParent(bs->tmpCtx);
 
-		bs->code = MemoryContextAlloc(parent, bs->info.codeBytes);
+		bs->code = MemoryContextAlloc(parent, bs->info.p.codeBytes);
 		if (bs->scratch == NULL)
-			bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.dims);
+			bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.p.dims);
 	}
-	BscanEncode(values[0], &bs->info, bs->code, bs->scratch);
+	BscanEncode(value, &bs->info, bs->code, bs->scratch);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(bs->tmpCtx);
 
@@ -186,7 +190,7 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 static void
 BscanWriteThresholds(BscanBuildState *bs)
 {
-	int			dims = bs->info.dims;
+	int			dims = bs->info.p.dims;
 	int			total = 2 * dims;
 	int			done = 0;
 	float	   *stats = palloc(sizeof(float) * total);
@@ -204,7 +208,7 @@ BscanWriteThresholds(BscanBuildState *bs)
 	bs->info.thresholds = stats;
 	bs->info.scales = stats + dims;
 
-	bs->info.thresholdPages = 0;
+	bs->info.p.thresholdPages = 0;
 	while (done < total)
 	{
 		int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, total - done);
@@ -213,7 +217,7 @@ BscanWriteThresholds(BscanBuildState *bs)
 		memcpy(PageGetContents(page), stats + done, sizeof(float) * n);
 		((PageHeader) page)->pd_lower = (PageGetContents(page) - (char *) page) + sizeof(float) * n;
 		PgsAppendPage(bs->index, bs->forkNum, page);
-		bs->info.thresholdPages++;
+		bs->info.p.thresholdPages++;
 		done += n;
 	}
 }
@@ -242,12 +246,12 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 	memset(bs, 0, sizeof(*bs));
 	bs->index = index;
 	bs->forkNum = forkNum;
-	bs->info.kind = BscanGetKind(index);
-	bs->info.metric = BscanGetMetric(index);
-	bs->info.quantizer = bs->info.kind == BSCAN_KIND_BIT ?
+	bs->info.p.kind = BscanGetKind(index);
+	bs->info.p.metric = BscanGetMetric(index);
+	bs->info.p.quantizer = bs->info.p.kind == BSCAN_KIND_BIT ?
 		BSCAN_QUANTIZER_SIGN : BscanGetQuantizerOption(index);
-	bs->info.insertPage = InvalidBlockNumber;
-	bs->info.nullPage = InvalidBlockNumber;
+	bs->info.p.insertPage = InvalidBlockNumber;
+	bs->info.p.nullPage = InvalidBlockNumber;
 	bs->lastPage = InvalidBlockNumber;
 	bs->lastNullPage = InvalidBlockNumber;
 	if (typmod > 0)
@@ -257,9 +261,9 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("binary_scan index supports at most %d dimensions, column has %d",
 							BSCAN_MAX_DIM, typmod)));
-		bs->info.dims = typmod;
-		bs->info.codeBytes = (typmod + 7) / 8;
-		bs->info.capacity = BscanCapacity(bs->info.codeBytes);
+		bs->info.p.dims = typmod;
+		bs->info.p.codeBytes = (typmod + 7) / 8;
+		bs->info.p.capacity = BscanCapacity(bs->info.p.codeBytes);
 	}
 	bs->tmpCtx = AllocSetContextCreate(CurrentMemoryContext, "binary_scan build tuple",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -286,14 +290,14 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	BscanWriteMetaPage((Page) metabuf.data, &bs.info);
 	PgsAppendPage(index, MAIN_FORKNUM, (Page) metabuf.data);
 
-	if (bs.info.quantizer == BSCAN_QUANTIZER_MEAN)
+	if (bs.info.p.quantizer == BSCAN_QUANTIZER_MEAN)
 	{
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, BSCAN_PHASE_STATISTICS);
 		table_index_build_scan(heap, index, indexInfo, true, true, BscanMeanCallback, &bs, NULL);
 		if (bs.nsummed > 0)
 			BscanWriteThresholds(&bs);
 		else
-			bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn from */
+			bs.info.p.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn from */
 	}
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, BSCAN_PHASE_QUANTIZE);
@@ -301,8 +305,8 @@ bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	BscanFlushPage(&bs);
 	BscanFlushNullPage(&bs);
 
-	bs.info.insertPage = bs.lastPage;
-	bs.info.nullPage = bs.lastNullPage;
+	bs.info.p.insertPage = bs.lastPage;
+	bs.info.p.nullPage = bs.lastNullPage;
 	BscanUpdateMeta(index, MAIN_FORKNUM, &bs.info);
 
 	MemoryContextDelete(bs.tmpCtx);
@@ -321,7 +325,7 @@ bscanbuildempty(Relation index)
 	PGAlignedBlock metabuf;
 
 	BscanInitBuildState(&bs, index, INIT_FORKNUM);
-	bs.info.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn thresholds from */
+	bs.info.p.quantizer = BSCAN_QUANTIZER_SIGN;	/* nothing to learn thresholds from */
 	BscanWriteMetaPage((Page) metabuf.data, &bs.info);
 	PgsWriteInitForkPage(index, (Page) metabuf.data);
 	MemoryContextDelete(bs.tmpCtx);

@@ -1,7 +1,8 @@
 /*
  * bscaninsert.c — inserting into a binary_scan index.
  *
- * A new row is quantized with the thresholds learned at build time and its
+ * A new row is quantized with the thresholds learned at build time (cached
+ * per relcache entry, BscanCachedStats) and its
  * code appended to the insert page named by the meta page; when that page is
  * full a new one is added.  The meta page's exclusive lock serializes
  * inserts (they are short: one code copy), and every page change goes
@@ -15,27 +16,6 @@
 #include "utils/rel.h"
 
 #include "bscan.h"
-
-/*
- * The index's thresholds, read once per relcache entry: they never change
- * after the build (REINDEX makes a new relfilenode and a new entry).
- */
-static const float *
-BscanCachedThresholds(Relation index, const BscanInfo *info)
-{
-	if (info->thresholdPages == 0)
-		return NULL;
-	if (index->rd_amcache == NULL)
-	{
-		BscanInfo	full;
-		MemoryContext old = MemoryContextSwitchTo(index->rd_indexcxt);
-
-		BscanReadInfo(index, &full, true);
-		MemoryContextSwitchTo(old);
-		index->rd_amcache = full.thresholds;
-	}
-	return (const float *) index->rd_amcache;
-}
 
 /*
  * Add (code, tid) to the data page, or tid alone to the null page (code
@@ -54,10 +34,10 @@ BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer ti
 		((PageHeader) page)->pd_lower = BSCAN_CODES_OFFSET + (Size) (n + 1) * sizeof(ItemPointerData);
 		return;
 	}
-	memcpy(BscanPageCodes(page) + (Size) n * info->codeBytes, code, info->codeBytes);
-	BscanPageTids(page, info->capacity, info->codeBytes)[n] = *tid;
+	memcpy(BscanPageCodes(page) + (Size) n * info->p.codeBytes, code, info->p.codeBytes);
+	BscanPageTids(page, info->p.capacity, info->p.codeBytes)[n] = *tid;
 	((PageHeader) page)->pd_lower =
-		BscanTidsOffset(info->capacity, info->codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
+		BscanTidsOffset(info->p.capacity, info->p.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
 }
 
 /*
@@ -73,7 +53,7 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	Page		page;
 	BscanMetaPage meta;
 	BlockNumber target;
-	int			capacity = code ? info->capacity : BSCAN_NULLS_PER_PAGE;
+	int			capacity = code ? info->p.capacity : BSCAN_NULLS_PER_PAGE;
 	bool		newPage = false;
 	bool		fixDims;
 
@@ -81,16 +61,16 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	meta = BscanPageGetMeta(BufferGetPage(metabuf));
 
 	/* another backend may have fixed the dimensions of an empty index */
-	if (code && meta->dims != 0 && meta->dims != info->dims)
+	if (code && meta->p.dims != 0 && meta->p.dims != info->p.dims)
 	{
-		int			expected = meta->dims;
+		int			expected = meta->p.dims;
 
 		UnlockReleaseBuffer(metabuf);
-		BscanCheckDims(info->dims, expected);
+		BscanCheckDims(info->p.dims, expected);
 	}
-	fixDims = code && meta->dims == 0;
+	fixDims = code && meta->p.dims == 0;
 
-	target = code ? meta->insertPage : meta->nullPage;
+	target = code ? meta->p.insertPage : meta->p.nullPage;
 	if (BlockNumberIsValid(target))
 	{
 		buf = ReadBuffer(index, target);
@@ -119,14 +99,14 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 		meta = BscanPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
 		if (fixDims)
 		{
-			meta->dims = info->dims;
-			meta->codeBytes = info->codeBytes;
-			meta->capacity = info->capacity;
+			meta->p.dims = info->p.dims;
+			meta->p.codeBytes = info->p.codeBytes;
+			meta->p.capacity = info->p.capacity;
 		}
 		if (code)
-			meta->insertPage = BufferGetBlockNumber(buf);
+			meta->p.insertPage = BufferGetBlockNumber(buf);
 		else
-			meta->nullPage = BufferGetBlockNumber(buf);
+			meta->p.nullPage = BufferGetBlockNumber(buf);
 	}
 	GenericXLogFinish(state);
 
@@ -143,6 +123,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	MemoryContext ctx;
 	MemoryContext old;
 	BscanInfo	info;
+	Datum		value;
 	uint8	   *code;
 	float	   *scratch = NULL;
 
@@ -159,26 +140,27 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	ctx = AllocSetContextCreate(CurrentMemoryContext, "binary_scan insert", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx);
 
-	BscanReadInfo(index, &info, false);
-	if (info.dims == 0)
+	value = PointerGetDatum(PG_DETOAST_DATUM(values[0]));	/* once, for every use below */
+	BscanReadInfo(index, &info);
+	if (info.p.dims == 0)
 	{
 		/* first value into an index built on an empty table without typmod */
-		info.dims = BscanValueDims(values[0], info.kind);
-		info.codeBytes = (info.dims + 7) / 8;
-		info.capacity = BscanCapacity(info.codeBytes);
-		if (info.capacity < 1)
+		info.p.dims = BscanValueDims(value, info.p.kind);
+		info.p.codeBytes = (info.p.dims + 7) / 8;
+		info.p.capacity = BscanCapacity(info.p.codeBytes);
+		if (info.p.capacity < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("binary_scan index cannot hold codes of %d bits", info.dims)));
+					 errmsg("binary_scan index cannot hold codes of %d bits", info.p.dims)));
 	}
 	else
-		BscanCheckDims(BscanValueDims(values[0], info.kind), info.dims);
+		BscanCheckDims(BscanValueDims(value, info.p.kind), info.p.dims);
 
-	info.thresholds = (float *) BscanCachedThresholds(index, &info);
-	code = palloc(info.codeBytes);
-	if (info.kind != BSCAN_KIND_BIT)
-		scratch = palloc(sizeof(float) * info.dims);
-	BscanEncode(values[0], &info, code, scratch);
+	BscanCachedStats(index, &info);
+	code = palloc(info.p.codeBytes);
+	if (info.p.kind != BSCAN_KIND_BIT)
+		scratch = palloc(sizeof(float) * info.p.dims);
+	BscanEncode(value, &info, code, scratch);
 
 	BscanInsertEntry(index, &info, code, heap_tid);
 

@@ -243,16 +243,16 @@ bscanrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int n
 static float *
 BscanBuildLut(const BscanInfo *info, const float *q)
 {
-	int			dims = info->dims;
+	int			dims = info->p.dims;
 	float	   *w = palloc(sizeof(float) * dims);
-	float	   *lut = palloc(sizeof(float) * 256 * (Size) info->codeBytes);
+	float	   *lut = palloc(sizeof(float) * 256 * (Size) info->p.codeBytes);
 
 	for (int i = 0; i < dims; i++)
 	{
 		float		t = info->thresholds ? info->thresholds[i] : 0.0f;
 		float		s = info->scales ? info->scales[i] : 1.0f;
 
-		w[i] = info->metric == BSCAN_L2_STRATEGY ? (t - q[i]) * s : -q[i] * s;
+		w[i] = info->p.metric == BSCAN_L2_STRATEGY ? (t - q[i]) * s : -q[i] * s;
 	}
 	pgs_bits_lut_build(w, dims, lut);
 	pfree(w);
@@ -272,11 +272,21 @@ BscanStartScan(IndexScanDesc scan)
 	BscanInfo  *info = &so->info;
 	BlockNumber dataPages;
 
-	BscanReadInfo(scan->indexRelation, info, true);
+	BscanReadInfo(scan->indexRelation, info);
+	BscanCachedStats(scan->indexRelation, info);
+	if (info->thresholds)
+	{
+		/* a relcache rebuild during the scan (heap fetches may see one) frees rd_amcache */
+		float	   *stats = palloc(sizeof(float) * 2 * info->p.dims);
+
+		memcpy(stats, info->thresholds, sizeof(float) * 2 * info->p.dims);
+		info->thresholds = stats;
+		info->scales = stats + info->p.dims;
+	}
 	so->started = true;
-	so->gathersDone = (info->dims == 0);	/* nothing was ever indexed */
+	so->gathersDone = (info->p.dims == 0);	/* nothing was ever indexed */
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
-	so->rerankHeap = so->haveQuery && info->kind != BSCAN_KIND_BIT;
+	so->rerankHeap = so->haveQuery && info->p.kind != BSCAN_KIND_BIT;
 	so->useEstimate = so->rerankHeap && bscan_oversample > 1;
 	so->chunkSize = bscan_rerank;
 	if (so->gathersDone)
@@ -286,35 +296,35 @@ BscanStartScan(IndexScanDesc scan)
 	}
 
 	/* no gather needs more room than the index has entries */
-	dataPages = RelationGetNumberOfBlocks(scan->indexRelation) - 1 - info->thresholdPages;
-	so->maxEntries = (int) Min((int64) dataPages * info->capacity + 1, (int64) PG_INT32_MAX / 4);
+	dataPages = RelationGetNumberOfBlocks(scan->indexRelation) - 1 - info->p.thresholdPages;
+	so->maxEntries = (int) Min((int64) dataPages * info->p.capacity + 1, (int64) PG_INT32_MAX / 4);
 	so->gatherSize = (int) Min((int64) bscan_rerank * (so->useEstimate ? bscan_oversample : 1),
 							   (int64) so->maxEntries);
 
-	so->qcode = palloc0(info->codeBytes);
+	so->qcode = palloc0(info->p.codeBytes);
 	if (so->haveQuery)
 	{
 		Datum		value = PointerGetDatum(PG_DETOAST_DATUM(ob->sk_argument));
-		int			qdims = BscanValueDims(value, info->kind);
+		int			qdims = BscanValueDims(value, info->p.kind);
 
-		BscanCheckDims(qdims, info->dims);
-		if (info->kind == BSCAN_KIND_BIT)
+		BscanCheckDims(qdims, info->p.dims);
+		if (info->p.kind == BSCAN_KIND_BIT)
 			BscanEncode(value, info, so->qcode, NULL);
 		else
 		{
-			float	   *q = palloc(sizeof(float) * info->dims);
+			float	   *q = palloc(sizeof(float) * info->p.dims);
 
-			BscanValueToFloats(value, info->kind, info->metric, q, info->dims);
-			pgs_quantize_f32(q, info->thresholds, info->dims, so->qcode);
+			BscanValueToFloats(value, info->p.kind, info->p.metric, q, info->p.dims);
+			pgs_quantize_f32(q, info->thresholds, info->p.dims, so->qcode);
 			if (so->useEstimate)
 				so->lut = BscanBuildLut(info, q);
 		}
 		so->query = value;
 	}
 
-	so->dists = palloc(sizeof(uint32) * Max(info->capacity, 1));
-	so->keptIdx = palloc(sizeof(uint32) * Max(info->capacity, 1));
-	so->hist = palloc(sizeof(uint32) * (info->dims + 1));
+	so->dists = palloc(sizeof(uint32) * Max(info->p.capacity, 1));
+	so->keptIdx = palloc(sizeof(uint32) * Max(info->p.capacity, 1));
+	so->hist = palloc(sizeof(uint32) * (info->p.dims + 1));
 
 	MemoryContextSwitchTo(so->scanCtx);
 	if (so->rerankHeap && so->fetch == NULL)
@@ -335,7 +345,7 @@ BscanStartScan(IndexScanDesc scan)
 static void
 BscanCompact(BscanScanOpaque so, int G, uint32 *boundDist, ItemPointerData *boundTid)
 {
-	int			dims = so->info.dims;
+	int			dims = so->info.p.dims;
 	uint32		cum = 0;
 	uint32		t = 0;
 	int			kept = 0;
@@ -390,7 +400,7 @@ BscanCutGather(BscanScanOpaque so, int G)
 		return;
 	}
 
-	memset(so->hist, 0, sizeof(uint32) * (so->info.dims + 1));
+	memset(so->hist, 0, sizeof(uint32) * (so->info.p.dims + 1));
 	for (int i = 0; i < so->ncands; i++)
 		so->hist[so->cands[i].dist]++;
 	for (t = 0; below + so->hist[t] < (uint32) G; t++)
@@ -437,7 +447,7 @@ BscanGather(IndexScanDesc scan, int G)
 	so->ncands = 0;
 	so->candPos = 0;
 
-	for (BlockNumber blkno = 1 + info->thresholdPages; blkno < nblocks; blkno++)
+	for (BlockNumber blkno = 1 + info->p.thresholdPages; blkno < nblocks; blkno++)
 	{
 		Buffer		buf;
 		Page		page;
@@ -456,9 +466,9 @@ BscanGather(IndexScanDesc scan, int G)
 			UnlockReleaseBuffer(buf);
 			continue;
 		}
-		tids = BscanPageTids(page, info->capacity, info->codeBytes);
+		tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
 		codes = BscanPageCodes(page);
-		nkept = pgs_hamming_filter(so->qcode, codes, info->codeBytes, info->codeBytes,
+		nkept = pgs_hamming_filter(so->qcode, codes, info->p.codeBytes, info->p.codeBytes,
 								   opaque->count, boundDist, so->keptIdx, so->dists);
 
 		/* the bound may have tightened within the page: check again */
@@ -479,8 +489,8 @@ BscanGather(IndexScanDesc scan, int G)
 			c->dist = d;
 			c->tid = *tid;
 			c->est = so->useEstimate ?
-				pgs_bits_lut_score(so->lut, codes + (Size) so->keptIdx[j] * info->codeBytes,
-								   info->codeBytes) : 0.0f;
+				pgs_bits_lut_score(so->lut, codes + (Size) so->keptIdx[j] * info->p.codeBytes,
+								   info->p.codeBytes) : 0.0f;
 			if (++so->ncands == so->candCap)
 				BscanCompact(so, G, &boundDist, &boundTid);
 		}
@@ -590,7 +600,7 @@ BscanNullChunk(IndexScanDesc scan)
 	int			cap = 64;
 
 	so->results = MemoryContextAlloc(so->chunkCtx, sizeof(BscanResult) * cap);
-	for (BlockNumber blkno = 1 + so->info.thresholdPages; blkno < nblocks; blkno++)
+	for (BlockNumber blkno = 1 + so->info.p.thresholdPages; blkno < nblocks; blkno++)
 	{
 		Buffer		buf;
 		Page		page;

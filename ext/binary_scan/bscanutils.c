@@ -85,33 +85,23 @@ BscanWriteMetaPage(Page page, const BscanInfo *info)
 	meta = BscanPageGetMeta(page);
 	meta->magic = BSCAN_MAGIC;
 	meta->version = BSCAN_VERSION;
-	meta->kind = info->kind;
-	meta->metric = info->metric;
-	meta->quantizer = info->quantizer;
-	meta->dims = info->dims;
-	meta->codeBytes = info->codeBytes;
-	meta->capacity = info->capacity;
-	meta->thresholdPages = info->thresholdPages;
-	meta->insertPage = info->insertPage;
-	meta->nullPage = info->nullPage;
+	meta->p = info->p;
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(BscanMetaPageData)) - (char *) page;
 }
 
 /*
- * Read the meta page (and, if asked, the thresholds) into *info.  The meta
- * page is only share-locked for the copy: its fields other than insertPage
- * and (once) dims never change after the build.
+ * Read the meta page into *info (statistics: BscanCachedStats).  The meta
+ * page is only share-locked for the copy: its fields other than insertPage,
+ * nullPage and (once) dims never change after the build.
  */
 void
-BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
+BscanReadInfo(Relation index, BscanInfo *info)
 {
 	Buffer		buf = ReadBuffer(index, BSCAN_METAPAGE_BLKNO);
-	Page		page;
 	BscanMetaPage meta;
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	meta = BscanPageGetMeta(page);
+	meta = BscanPageGetMeta(BufferGetPage(buf));
 	if (meta->magic != BSCAN_MAGIC)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
@@ -122,49 +112,69 @@ BscanReadInfo(Relation index, BscanInfo *info, bool withThresholds)
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("binary_scan index \"%s\" has version %u, expected %d; REINDEX it",
 						RelationGetRelationName(index), meta->version, BSCAN_VERSION)));
-	info->kind = meta->kind;
-	info->metric = meta->metric;
-	info->quantizer = meta->quantizer;
-	info->dims = meta->dims;
-	info->codeBytes = meta->codeBytes;
-	info->capacity = meta->capacity;
-	info->thresholdPages = meta->thresholdPages;
-	info->insertPage = meta->insertPage;
-	info->nullPage = meta->nullPage;
+	info->p = meta->p;
 	info->thresholds = NULL;
-	UnlockReleaseBuffer(buf);
-
 	info->scales = NULL;
-	if (withThresholds && info->thresholdPages > 0 && info->dims > 0)
+	UnlockReleaseBuffer(buf);
+}
+
+/* Read the 2 x dims statistics floats (thresholds, then scales) from their pages. */
+static float *
+BscanReadStats(Relation index, const BscanInfo *info)
+{
+	int			total = 2 * info->p.dims;
+	int			done = 0;
+	float	   *stats = palloc(sizeof(float) * total);
+
+	for (BlockNumber b = 1; b <= info->p.thresholdPages && done < total; b++)
 	{
-		int			total = 2 * info->dims;
-		int			done = 0;
-		float	   *stats = palloc(sizeof(float) * total);
+		int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, total - done);
+		Buffer		buf = ReadBuffer(index, b);
+		Page		page;
 
-		for (BlockNumber b = 1; b <= info->thresholdPages && done < total; b++)
-		{
-			int			n = Min((int) BSCAN_THRESHOLDS_PER_PAGE, total - done);
-
-			buf = ReadBuffer(index, b);
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			if (BscanPageGetOpaque(page)->kind != BSCAN_PAGE_THRESHOLDS)
-				ereport(ERROR,
-						(errcode(ERRCODE_INDEX_CORRUPTED),
-						 errmsg("binary_scan index \"%s\" has a damaged statistics page %u",
-								RelationGetRelationName(index), b)));
-			memcpy(stats + done, PageGetContents(page), sizeof(float) * n);
-			UnlockReleaseBuffer(buf);
-			done += n;
-		}
-		if (done != total)
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (BscanPageGetOpaque(page)->kind != BSCAN_PAGE_THRESHOLDS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("binary_scan index \"%s\" has %d of %d statistics",
-							RelationGetRelationName(index), done, total)));
-		info->thresholds = stats;
-		info->scales = stats + info->dims;
+					 errmsg("binary_scan index \"%s\" has a damaged statistics page %u",
+							RelationGetRelationName(index), b)));
+		memcpy(stats + done, PageGetContents(page), sizeof(float) * n);
+		UnlockReleaseBuffer(buf);
+		done += n;
 	}
+	if (done != total)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("binary_scan index \"%s\" has %d of %d statistics",
+						RelationGetRelationName(index), done, total)));
+	return stats;
+}
+
+/*
+ * Point info->thresholds and info->scales at the index's learned statistics
+ * (NULL for sign quantization).  They never change after the build (REINDEX
+ * makes a new relfilenode, hence a new relcache entry), so they are read once
+ * per relcache entry and kept in rd_amcache for every insert and scan.
+ */
+void
+BscanCachedStats(Relation index, BscanInfo *info)
+{
+	if (info->p.thresholdPages == 0 || info->p.dims == 0)
+	{
+		info->thresholds = NULL;
+		info->scales = NULL;
+		return;
+	}
+	if (index->rd_amcache == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(index->rd_indexcxt);
+
+		index->rd_amcache = BscanReadStats(index, info);
+		MemoryContextSwitchTo(old);
+	}
+	info->thresholds = (float *) index->rd_amcache;
+	info->scales = info->thresholds + info->p.dims;
 }
 
 void
@@ -253,14 +263,14 @@ BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims)
 void
 BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch)
 {
-	if (info->kind == BSCAN_KIND_BIT)
+	if (info->p.kind == BSCAN_KIND_BIT)
 	{
 		VarBit	   *v = DatumGetVarBitP(value);
 
-		BscanCheckDims(VARBITLEN(v), info->dims);
-		memcpy(code, VARBITS(v), info->codeBytes);
+		BscanCheckDims(VARBITLEN(v), info->p.dims);
+		memcpy(code, VARBITS(v), info->p.codeBytes);
 		return;
 	}
-	BscanValueToFloats(value, info->kind, info->metric, scratch, info->dims);
-	pgs_quantize_f32(scratch, info->thresholds, info->dims, code);
+	BscanValueToFloats(value, info->p.kind, info->p.metric, scratch, info->p.dims);
+	pgs_quantize_f32(scratch, info->thresholds, info->p.dims, code);
 }

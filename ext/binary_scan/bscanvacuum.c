@@ -44,7 +44,7 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	uint8	   *codes = BscanPageCodes(page);
-	ItemPointerData *tids = BscanPageTids(page, info->capacity, info->codeBytes);
+	ItemPointerData *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
 	int			n = opaque->count;
 	int			removed = 0;
 	int			i = 0;
@@ -61,16 +61,16 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 		removed++;
 		if (i != n)
 		{
-			memcpy(codes + (Size) i * info->codeBytes, codes + (Size) n * info->codeBytes,
-				   info->codeBytes);
+			memcpy(codes + (Size) i * info->p.codeBytes, codes + (Size) n * info->p.codeBytes,
+				   info->p.codeBytes);
 			tids[i] = tids[n];
 		}
-		memset(codes + (Size) n * info->codeBytes, 0, info->codeBytes);
+		memset(codes + (Size) n * info->p.codeBytes, 0, info->p.codeBytes);
 		ItemPointerSetInvalid(&tids[n]);
 	}
 	opaque->count = n;
 	((PageHeader) page)->pd_lower =
-		BscanTidsOffset(info->capacity, info->codeBytes) + (Size) n * sizeof(ItemPointerData);
+		BscanTidsOffset(info->p.capacity, info->p.codeBytes) + (Size) n * sizeof(ItemPointerData);
 	*remaining = n;
 	return removed;
 }
@@ -86,11 +86,11 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	if (stats == NULL)
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
 
-	BscanReadInfo(index, &binfo, false);
+	BscanReadInfo(index, &binfo);
 	stats->num_index_tuples = 0;
 
 	nblocks = RelationGetNumberOfBlocks(index);
-	for (BlockNumber blkno = 1 + binfo.thresholdPages; blkno < nblocks; blkno++)
+	for (BlockNumber blkno = 1 + binfo.p.thresholdPages; blkno < nblocks; blkno++)
 	{
 		Buffer		buf;
 		Page		page;
@@ -144,8 +144,8 @@ bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
-		BscanReadInfo(index, &binfo, false);
-		for (BlockNumber blkno = 1 + binfo.thresholdPages; blkno < nblocks; blkno++)
+		BscanReadInfo(index, &binfo);
+		for (BlockNumber blkno = 1 + binfo.p.thresholdPages; blkno < nblocks; blkno++)
 		{
 			Buffer		buf;
 			Page		page;
