@@ -53,6 +53,18 @@ class Corpus:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def corpus_fingerprint(texts: list[str], queries: list[str], relevant: list[list[int]]) -> str:
+    """A short hash of the passages, queries and relevance: the key of every cache built from them."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    for q, r in zip(queries, relevant):
+        h.update(q.encode("utf-8", "replace"))
+        h.update(repr(r).encode())
+    return h.hexdigest()[:16]
+
+
 def load_corpus(limit: int | None = None) -> Corpus:
     """Man-page passages (``pgsieve.corpus.load_manpages``) and known-item queries (``known_item_queries``).
 
@@ -68,14 +80,7 @@ def load_corpus(limit: int | None = None) -> Corpus:
     queries = [q.text for q in kiq]
     relevant = [sorted(idx_of[r] for r in q.relevant) for q in kiq]
 
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\x00")
-    for q, r in zip(queries, relevant):
-        h.update(q.encode("utf-8", "replace"))
-        h.update(repr(r).encode())
-    fp = h.hexdigest()[:16]
+    fp = corpus_fingerprint(texts, queries, relevant)
 
     info = {"passages_total": len(passages), "queries_total": len(kiq), "pages": len({p.page for p in passages}),
             "source": "Debian manpages + manpages-dev (pgsieve.corpus)"}

@@ -208,14 +208,7 @@ def _corpus(limit: int | None):
     queries = [q.text for q in kiq]
     qids = [q.qid for q in kiq]
     relevant = [sorted(idx_of[r] for r in q.relevant) for q in kiq]
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\x00")
-    for q, r in zip(queries, relevant):
-        h.update(q.encode("utf-8", "replace"))
-        h.update(repr(r).encode())
-    fp = h.hexdigest()[:16]
+    fp = C.corpus_fingerprint(texts, queries, relevant)
     if limit is not None and limit < len(texts):
         texts, pages = texts[:limit], pages[:limit]
         keep = [(q, qi, [r for r in rel if r < limit]) for q, qi, rel in zip(queries, qids, relevant)]
