@@ -18,6 +18,7 @@ _LAZY = {
     "CorpusStats": "bm25",
     "SpladeEncoder": "splade",
     "InferenceFreeQueryEncoder": "splade",
+    "LateInteractionEncoder": "colbert",
 }
 
 __all__ = ["Encoder", "check_texts", *_LAZY]
