@@ -52,6 +52,22 @@ PgsNewBuffer(Relation index, ForkNumber forkNum)
 #define PgsVacuumDelayPoint() vacuum_delay_point()
 #endif
 
+/*
+ * Pin a page through the buffer that held it last time, skipping the buffer
+ * mapping look-up when it still does (false: the caller must ReadBuffer).
+ * PG 16 renamed RelFileNode to RelFileLocator.
+ */
+#if PG_VERSION_NUM >= 160000
+#define PgsRelFileNumber(rel) ((rel)->rd_locator.relNumber)
+#define PgsReadRecentBuffer(rel, blkno, recent) \
+	ReadRecentBuffer((rel)->rd_locator, MAIN_FORKNUM, (blkno), (recent))
+#else
+typedef Oid RelFileNumber;
+#define PgsRelFileNumber(rel) ((rel)->rd_node.relNode)
+#define PgsReadRecentBuffer(rel, blkno, recent) \
+	ReadRecentBuffer((rel)->rd_node, MAIN_FORKNUM, (blkno), (recent))
+#endif
+
 #if PG_VERSION_NUM >= 180000
 #define PGS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pgsieve", .version = "0.1.0")
 #else

@@ -35,7 +35,7 @@
 #include "pgsieve_compat.h"
 
 #define SBLOCK_MAGIC			0x53424c31	/* "SBL1" */
-#define SBLOCK_VERSION			1
+#define SBLOCK_VERSION			2	/* 2: component-major summaries, padded forward stream */
 #define SBLOCK_METAPAGE_BLKNO	0
 
 #define SBLOCK_PAGE_META		1
@@ -48,6 +48,18 @@
 /* document flags */
 #define SBLOCK_DOC_DELETED		0x01
 #define SBLOCK_DOC_NULL			0x02	/* the row's value is NULL: returned last */
+#define SBLOCK_DOC_PAD			0x04	/* no document: the next record starts on the next page */
+
+/*
+ * The build starts a record of at most this many bytes on a fresh page
+ * rather than let it span two: a scan then scores it in place.
+ */
+#define SBLOCK_NOSPAN_BYTES		(SBLOCK_PAGE_BYTES / 4)
+
+/* block ids in a list's summaries are 16-bit (Seismic's limit too) */
+#define SBLOCK_MAX_BLOCKS		65535
+#define SblockEntBlock(e)		((e) >> 8)
+#define SblockEntCode(e)		((e) & 0xff)
 
 /* queries over at most this many dimensions are scattered into a dense array */
 #define SBLOCK_DENSE_QUERY_MAX_DIM	(1 << 21)
@@ -138,24 +150,34 @@ typedef struct SblockDirEntry
 	uint64		offset;			/* where it starts */
 } SblockDirEntry;
 
-/* posting list layout: SblockListHeader, then nblocks blocks */
+/*
+ * Posting list layout (4-aligned throughout; a list starts 8-aligned).  The
+ * block summaries are stored component-major, as Seismic stores them: a
+ * query then scores every block of a list by visiting only the entries of
+ * its own components, instead of reading every summary.
+ *   SblockListHeader
+ *   SblockBlockInfo  blocks[nblocks]      in centroid order
+ *   uint32           comps[ncomps]        summary components (term ids), ascending
+ *   uint32           compStart[ncomps+1]  each component's run of entries
+ *   uint32           ent[nentries]        block << 8 | code, in block order within a run
+ *   SblockPosting    postings[npostings]  block b's are [first, first + ndocs)
+ * Block b's summary value for a component is min + code * step.
+ */
 typedef struct SblockListHeader
 {
 	uint32		nblocks;
 	uint32		npostings;
+	uint32		ncomps;
+	uint32		nentries;
 } SblockListHeader;
 
-/*
- * block layout: SblockBlockHeader, uint32 comps[ncomp], uint8 codes[ncomp]
- * padded to 4 bytes, SblockPosting postings[ndocs]
- */
-typedef struct SblockBlockHeader
+typedef struct SblockBlockInfo
 {
-	uint32		ndocs;
-	uint32		ncomp;
 	float4		min;
 	float4		step;
-} SblockBlockHeader;
+	uint32		first;			/* its first posting */
+	uint32		ndocs;
+} SblockBlockInfo;
 
 typedef struct SblockPosting
 {
@@ -163,9 +185,27 @@ typedef struct SblockPosting
 	uint32		offset8;		/* forward stream offset / 8 */
 } SblockPosting;
 
-#define SblockBlockBytes(ncomp, ndocs) \
-	(sizeof(SblockBlockHeader) + sizeof(uint32) * (ncomp) + TYPEALIGN(4, (ncomp)) + \
-	 sizeof(SblockPosting) * (ndocs))
+/* where the parts of a list lie, relative to its start */
+typedef struct SblockListLayout
+{
+	uint64		blocks;
+	uint64		comps;
+	uint64		compStart;
+	uint64		ent;
+	uint64		postings;
+	uint64		end;
+} SblockListLayout;
+
+static inline void
+SblockListLayoutOf(const SblockListHeader *h, SblockListLayout *l)
+{
+	l->blocks = sizeof(SblockListHeader);
+	l->comps = l->blocks + sizeof(SblockBlockInfo) * (uint64) h->nblocks;
+	l->compStart = l->comps + sizeof(uint32) * (uint64) h->ncomps;
+	l->ent = l->compStart + sizeof(uint32) * ((uint64) h->ncomps + 1);
+	l->postings = l->ent + sizeof(uint32) * (uint64) h->nentries;
+	l->end = l->postings + sizeof(SblockPosting) * (uint64) h->npostings;
+}
 
 typedef struct SblockOptions
 {
@@ -217,20 +257,28 @@ typedef struct SblockReader
 	Buffer		buf;			/* pinned page of the last read, or Invalid */
 	BlockNumber blkno;
 	bool		locked;			/* buf is share-locked (SblockReaderLockPage) */
+	int			hintSlot;		/* buffer hints (sblockutils.c), or -1 */
+	uint64		hintGen;
 } SblockReader;
 
 extern void SblockInitPage(Page page, uint16 kind);
 extern void SblockWriterBegin(SblockWriter *w, Relation index, ForkNumber forkNum);
-extern uint64 SblockWriterAlignDoc(SblockWriter *w);
+extern uint64 SblockWriterAlignDoc(SblockWriter *w, int nnz);
 extern void SblockWriterWrite(SblockWriter *w, const void *data, Size len);
 extern void SblockWriterPad(SblockWriter *w, Size align);
 extern void SblockWriterEnd(SblockWriter *w, SblockStream *stream);
 extern void SblockReaderInit(SblockReader *r, Relation index);
 extern void SblockReaderRead(SblockReader *r, const SblockStream *s, uint64 offset, void *dst, Size len);
 extern void SblockReaderEnd(SblockReader *r);
+extern void SblockReaderUseHints(SblockReader *r, BlockNumber nblocks);
 extern Page SblockReaderLockPage(SblockReader *r, BlockNumber blkno);
+extern Page SblockReaderPinPage(SblockReader *r, BlockNumber blkno);
+extern Buffer SblockReaderPinExtra(SblockReader *r, BlockNumber blkno);
+extern const char *SblockReaderPeek(SblockReader *r, const SblockStream *s, uint64 offset, Size len,
+									char *scratch);
 extern void SblockReaderUnlock(SblockReader *r);
 extern uint64 SblockDocAlign(uint64 offset);
+extern uint64 SblockNextPage(uint64 offset);
 
 extern void SblockReadMeta(Relation index, SblockMetaPageData *meta);
 extern void SblockWriteMetaPage(Page page, const SblockMetaPageData *meta);

@@ -33,6 +33,12 @@
 #include "pgsieve_pages.h"
 #include "sblock.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define SblockBuildPrefetch(p) __builtin_prefetch(p)
+#else
+#define SblockBuildPrefetch(p) ((void) 0)
+#endif
+
 typedef struct SblockBuildState
 {
 	Relation	index;
@@ -156,7 +162,7 @@ SblockWriteForward(SblockBuildState *bs)
 		hdr.flags = d->flags;
 		hdr.ordinal = d->ordinal;
 		hdr.nnz = d->nnz;
-		offsets[i] = SblockWriterAlignDoc(&w);
+		offsets[i] = SblockWriterAlignDoc(&w, d->nnz);
 		SblockWriterWrite(&w, &hdr, SBLOCK_DOC_HEADER_SIZE);
 		SblockWriterWrite(&w, d->indices, sizeof(int32) * d->nnz);
 		SblockWriterWrite(&w, d->values, sizeof(float) * d->nnz);
@@ -175,28 +181,54 @@ CmpInt32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Dense term ids and the CSR posting lists, documents in ordinal order. */
+/*
+ * Dense term ids and the CSR posting lists, documents in ordinal order.
+ * Vocabularies of up to SBLOCK_DENSE_QUERY_MAX_DIM terms (every real one)
+ * are mapped through an array indexed by term; larger dimensions sort.
+ */
 static void
 SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 {
 	int64		total = 0;
 	int32	   *all;
+	int32	   *map = NULL;
 	int64	   *fill;
 	int			n = 0;
+	int			dim = bs->meta.dim;
 
 	for (int i = 0; i < bs->ndocs; i++)
 		total += bs->docs[i].nnz;
-	all = palloc_extended(sizeof(int32) * Max(total, 1), MCXT_ALLOC_HUGE);
-	total = 0;
-	for (int i = 0; i < bs->ndocs; i++)
+	if (dim > 0 && dim <= SBLOCK_DENSE_QUERY_MAX_DIM)
 	{
-		memcpy(all + total, bs->docs[i].indices, sizeof(int32) * bs->docs[i].nnz);
-		total += bs->docs[i].nnz;
+		map = palloc_extended(sizeof(int32) * dim, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		for (int i = 0; i < bs->ndocs; i++)
+			for (int c = 0; c < bs->docs[i].nnz; c++)
+				map[bs->docs[i].indices[c]] = 1;
+		for (int d = 0; d < dim; d++)
+			n += map[d];
+		all = palloc_extended(sizeof(int32) * Max(n, 1), MCXT_ALLOC_HUGE);
+		n = 0;
+		for (int d = 0; d < dim; d++)
+			if (map[d])
+			{
+				map[d] = n;
+				all[n++] = d;
+			}
 	}
-	qsort(all, total, sizeof(int32), CmpInt32);
-	for (int64 i = 0; i < total; i++)
-		if (n == 0 || all[n - 1] != all[i])
-			all[n++] = all[i];
+	else
+	{
+		all = palloc_extended(sizeof(int32) * Max(total, 1), MCXT_ALLOC_HUGE);
+		total = 0;
+		for (int i = 0; i < bs->ndocs; i++)
+		{
+			memcpy(all + total, bs->docs[i].indices, sizeof(int32) * bs->docs[i].nnz);
+			total += bs->docs[i].nnz;
+		}
+		qsort(all, total, sizeof(int32), CmpInt32);
+		for (int64 i = 0; i < total; i++)
+			if (n == 0 || all[n - 1] != all[i])
+				all[n++] = all[i];
+	}
 	L->nterms = n;
 	L->terms = all;
 
@@ -211,14 +243,18 @@ SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 		L->docStart[i] = total;
 		for (int c = 0; c < d->nnz; c++)
 		{
-			int32	   *hit = bsearch(&d->indices[c], L->terms, n, sizeof(int32), CmpInt32);
 			CompVal    *cv = &L->packed[total++];
 
-			cv->comp = (int32) (hit - L->terms);
+			if (map)
+				cv->comp = map[d->indices[c]];
+			else
+				cv->comp = (int32) ((int32 *) bsearch(&d->indices[c], L->terms, n, sizeof(int32), CmpInt32) - L->terms);
 			cv->value = d->values[c];
 			L->start[cv->comp + 1]++;
 		}
 	}
+	if (map)
+		pfree(map);
 	L->docStart[bs->ndocs] = total;
 	for (int t = 0; t < n; t++)
 		L->start[t + 1] += L->start[t];
@@ -288,35 +324,12 @@ KthLargest(const float *values, int64 n, int64 k)
 	return result;
 }
 
-typedef struct ValPos
-{
-	float		value;
-	uint32		doc;
-} ValPos;
-
-static int
-CmpValPosDesc(const void *a, const void *b)
-{
-	const ValPos *x = a;
-	const ValPos *y = b;
-
-	if (x->value != y->value)
-		return x->value > y->value ? -1 : 1;
-	return (x->doc > y->doc) - (x->doc < y->doc);
-}
-
-static int
-CmpUint32(const void *a, const void *b)
-{
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
-
-	return (x > y) - (x < y);
-}
-
 /*
  * Static pruning of list t (see the file comment); returns the kept
- * documents, ascending, in *docs.
+ * documents, ascending, in *docs.  Over the cap, the cap largest values are
+ * kept (ties: lower ordinals first); the list is in ordinal order, so one
+ * selection of the cap-th largest value and one filtering pass keep the
+ * order without sorting.
  */
 static int
 SblockPruneList(const SblockLists *L, int t, float threshold, int cap, uint32 *docs)
@@ -324,24 +337,36 @@ SblockPruneList(const SblockLists *L, int t, float threshold, int cap, uint32 *d
 	int64		s = L->start[t];
 	int			len = (int) (L->start[t + 1] - s);
 	int			n = 0;
-	ValPos	   *vp = palloc(sizeof(ValPos) * Max(len, 1));
+	float	   *vals = palloc(sizeof(float) * Max(len, 1));
+	float		kth;
+	int			above = 0;
+	int			ties;
 
 	for (int i = 0; i < len; i++)
 		if (L->valOf[s + i] >= threshold)
 		{
-			vp[n].value = L->valOf[s + i];
-			vp[n].doc = L->docOf[s + i];
+			vals[n] = L->valOf[s + i];
+			docs[n] = L->docOf[s + i];
 			n++;
 		}
-	if (n > cap)
+	if (n <= cap)
 	{
-		qsort(vp, n, sizeof(ValPos), CmpValPosDesc);
-		n = cap;
+		pfree(vals);
+		return n;
 	}
+	kth = KthLargest(vals, n, cap);
 	for (int i = 0; i < n; i++)
-		docs[i] = vp[i].doc;
-	qsort(docs, n, sizeof(uint32), CmpUint32);
-	pfree(vp);
+		above += vals[i] > kth;
+	ties = cap - above;			/* how many of the values equal to kth to keep */
+	{
+		int			m = 0;
+
+		for (int i = 0; i < n; i++)
+			if (vals[i] > kth || (vals[i] == kth && ties-- > 0))
+				docs[m++] = docs[i];
+		n = m;
+	}
+	pfree(vals);
 	return n;
 }
 
@@ -364,6 +389,16 @@ typedef struct SblockScratch
 	bool	   *alive;
 	CompVal   **topcut;			/* per document: its doc_cut largest components */
 	int		   *topcutN;
+	/* the list being written: its summaries' entries, block by block */
+	CompVal    *summary;		/* one block's summary (nterms) */
+	SblockBlockInfo *binfo;		/* per block */
+	int32	   *entComp;		/* dense term */
+	uint8	   *entCode;
+	uint16	   *entBlock;
+	int64		nent;
+	int64		entCap;
+	int32	   *compCount;		/* dense term -> entries, then fill cursor */
+	int32	   *compTouched;
 } SblockScratch;
 
 /* the centroids' inverted index: per term, its (centroid, value) entries, contiguous */
@@ -373,23 +408,37 @@ typedef struct CentroidEntry
 	float		value;
 } CentroidEntry;
 
-/* A document's doc_cut largest components (dense ids). */
+/*
+ * A document's doc_cut largest components (dense ids; ties: earlier
+ * components first), in component order.
+ */
 static void
 SblockTopCut(const CompVal *dc, int nnz, int docCut, CompVal *out, int *nout)
 {
-	ValPos	   *vp = palloc(sizeof(ValPos) * Max(nnz, 1));
-	int			n = Min(docCut, nnz);
+	float	   *vals;
+	float		kth;
+	int			above = 0;
+	int			ties;
+	int			n = 0;
 
-	for (int c = 0; c < nnz; c++)
+	if (nnz <= docCut)
 	{
-		vp[c].value = dc[c].value;
-		vp[c].doc = c;
+		memcpy(out, dc, sizeof(CompVal) * nnz);
+		*nout = nnz;
+		return;
 	}
-	qsort(vp, nnz, sizeof(ValPos), CmpValPosDesc);
-	for (int i = 0; i < n; i++)
-		out[i] = dc[vp[i].doc];
+	vals = palloc(sizeof(float) * nnz);
+	for (int c = 0; c < nnz; c++)
+		vals[c] = dc[c].value;
+	kth = KthLargest(vals, nnz, docCut);
+	for (int c = 0; c < nnz; c++)
+		above += dc[c].value > kth;
+	ties = docCut - above;
+	for (int c = 0; c < nnz; c++)
+		if (dc[c].value > kth || (dc[c].value == kth && ties-- > 0))
+			out[n++] = dc[c];
 	*nout = n;
-	pfree(vp);
+	pfree(vals);
 }
 
 /*
@@ -459,7 +508,7 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 				  const uint32 *docs, int n, int32 term, const SblockOptions *opts,
 				  uint32 **centroidDocs)
 {
-	int			nc = Max(1, (int) floor(opts->centroidFraction * n));
+	int			nc = Max(1, (int) Min((double) SBLOCK_MAX_BLOCKS, floor(opts->centroidFraction * n)));
 	uint32	   *pool;
 	uint64		rng = UINT64CONST(1142) ^ ((uint64) (uint32) term * UINT64CONST(0x9E3779B97F4A7C15));
 	CentroidEntry *entries;
@@ -536,6 +585,8 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 
 	for (int i = 0; i < n; i++)
 	{
+		if (i + 2 < n)
+			SblockBuildPrefetch(S->topcut[docs[i + 2]]);
 		S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], nc, 0);
 		S->clusterSize[S->assign[i]]++;
 	}
@@ -584,11 +635,6 @@ CmpCompValDesc(const CompVal *x, const CompVal *y)
 	return (x->comp > y->comp) - (x->comp < y->comp);
 }
 
-static inline int
-CmpCompValComp(const CompVal *x, const CompVal *y)
-{
-	return (x->comp > y->comp) - (x->comp < y->comp);
-}
 
 #define ST_SORT sort_compval_desc
 #define ST_ELEMENT_TYPE CompVal
@@ -597,12 +643,6 @@ CmpCompValComp(const CompVal *x, const CompVal *y)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-#define ST_SORT sort_compval_comp
-#define ST_ELEMENT_TYPE CompVal
-#define ST_COMPARE(a, b) CmpCompValComp(a, b)
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 /*
  * Move to the front of cv the shortest set of largest values whose sum
@@ -682,11 +722,15 @@ SblockAlphaPrefix(CompVal *cv, int n, double target)
 	}
 }
 
-/* Write one block: its quantized alpha-mass summary and its postings. */
+/*
+ * Summarize one block (its documents are blockDocs[0 .. ndocs)) as block
+ * number b of the list: the coordinate-wise max of the documents' full
+ * vectors, cut to the alpha-mass prefix and quantized to 8 bits, appended to
+ * the list's entries (component, code, block); min and step go to info.
+ */
 static void
-SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *bs,
-				 SblockScratch *S, const uint32 *blockDocs, int ndocs,
-				 const uint64 *offsets, double energy)
+SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs, int ndocs,
+				double energy, int b, SblockBlockInfo *info)
 {
 	int			nt = 0;
 	CompVal    *cv;
@@ -695,7 +739,6 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 	float		min,
 				max,
 				step;
-	SblockBlockHeader hdr;
 
 	/*
 	 * Branch-free: values are non-negative and acc[] is zero outside the
@@ -708,6 +751,22 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 		const CompVal *dc = &L->packed[L->docStart[blockDocs[i]]];
 		const CompVal *dend = &L->packed[L->docStart[blockDocs[i] + 1]];
 
+		/*
+		 * The documents lie all over memory and this loop waited on their
+		 * first cache lines: fetch the next ones' ahead.
+		 */
+		if (i + 4 < ndocs)
+			SblockBuildPrefetch(&L->docStart[blockDocs[i + 4]]);
+		if (i + 2 < ndocs)
+		{
+			const char *next = (const char *) &L->packed[L->docStart[blockDocs[i + 2]]];
+
+			SblockBuildPrefetch(next);
+			SblockBuildPrefetch(next + 64);
+			SblockBuildPrefetch(next + 128);
+			SblockBuildPrefetch(next + 192);
+		}
+
 		for (; dc < dend; dc++)
 		{
 			int32		dt = dc->comp;
@@ -718,7 +777,7 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 			S->acc[dt] = Max(S->acc[dt], dc->value);
 		}
 	}
-	cv = palloc(sizeof(CompVal) * Max(nt, 1));
+	cv = S->summary;
 	for (int i = 0; i < nt; i++)
 	{
 		cv[i].comp = S->accTouched[i];
@@ -729,7 +788,6 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 
 	/* the shortest prefix by value reaching energy x mass, the crossing one included */
 	keep = SblockAlphaPrefix(cv, nt, energy * mass);
-	sort_compval_comp(cv, keep);
 
 	min = max = keep > 0 ? cv[0].value : 0;
 	for (int i = 1; i < keep; i++)
@@ -738,35 +796,99 @@ SblockWriteBlock(SblockWriter *w, const SblockLists *L, const SblockBuildState *
 		max = Max(max, cv[i].value);
 	}
 	step = (max - min) / 255.0f;
+	info->min = min;
+	info->step = step;
 
-	hdr.ndocs = ndocs;
-	hdr.ncomp = keep;
-	hdr.min = min;
-	hdr.step = step;
-	SblockWriterWrite(w, &hdr, sizeof(hdr));
+	if (S->nent + keep > S->entCap)
 	{
-		/* the summary and the postings, assembled and written at once */
-		Size		bytes = SblockBlockBytes(keep, ndocs) - sizeof(hdr);
-		char	   *out = palloc0(bytes);
-		uint32	   *terms = (uint32 *) out;
-		uint8	   *codes = (uint8 *) (terms + keep);
-		SblockPosting *post = (SblockPosting *) (out + sizeof(uint32) * keep + TYPEALIGN(4, keep));
-
-		for (int i = 0; i < keep; i++)
-		{
-			terms[i] = (uint32) L->terms[cv[i].comp];
-			/* step 0 (all equal) would divide by zero: every code is then 0 */
-			codes[i] = step > 0 ? (uint8) Min(255.0f, rintf((cv[i].value - min) / step)) : 0;
-		}
-		for (int i = 0; i < ndocs; i++)
-		{
-			post[i].ordinal = blockDocs[i];
-			post[i].offset8 = (uint32) (offsets[blockDocs[i]] / 8);
-		}
-		SblockWriterWrite(w, out, bytes);
-		pfree(out);
+		S->entCap = Max(S->entCap * 2, S->nent + keep);
+		S->entComp = repalloc_huge(S->entComp, sizeof(int32) * S->entCap);
+		S->entCode = repalloc_huge(S->entCode, sizeof(uint8) * S->entCap);
+		S->entBlock = repalloc_huge(S->entBlock, sizeof(uint16) * S->entCap);
 	}
-	pfree(cv);
+	for (int i = 0; i < keep; i++)
+	{
+		S->entComp[S->nent] = cv[i].comp;
+		/* step 0 (all equal) would divide by zero: every code is then 0 */
+		S->entCode[S->nent] = step > 0 ? (uint8) Min(255.0f, rintf((cv[i].value - min) / step)) : 0;
+		S->entBlock[S->nent] = (uint16) b;
+		S->nent++;
+	}
+}
+
+static int
+CmpInt32Asc(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Write a list (layout in sblock.h): the summaries gathered by
+ * SblockSummarize are turned component-major by a counting sort over the
+ * components they use, which keeps each run in block order.
+ */
+static void
+SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
+				int n, int nblocks, const uint64 *offsets)
+{
+	SblockListHeader lh;
+	int			ncomps = 0;
+	int64		pos = 0;
+	uint32	   *words;
+	uint32	   *ent;
+	SblockPosting *post;
+
+	for (int64 e = 0; e < S->nent; e++)
+		if (S->compCount[S->entComp[e]]++ == 0)
+			S->compTouched[ncomps++] = S->entComp[e];
+	/* dense ids are in term order, so ascending ids are ascending terms */
+	qsort(S->compTouched, ncomps, sizeof(int32), CmpInt32Asc);
+
+	lh.nblocks = nblocks;
+	lh.npostings = n;
+	lh.ncomps = ncomps;
+	lh.nentries = (uint32) S->nent;
+	SblockWriterWrite(w, &lh, sizeof(lh));
+	SblockWriterWrite(w, S->binfo, sizeof(SblockBlockInfo) * nblocks);
+
+	/* comps, then compStart; compCount becomes each component's fill cursor */
+	words = palloc(sizeof(uint32) * (ncomps + 1));
+	for (int i = 0; i < ncomps; i++)
+		words[i] = (uint32) L->terms[S->compTouched[i]];
+	SblockWriterWrite(w, words, sizeof(uint32) * ncomps);
+	for (int i = 0; i < ncomps; i++)
+	{
+		int32		c = S->compTouched[i];
+		int32		count = S->compCount[c];
+
+		words[i] = (uint32) pos;
+		S->compCount[c] = (int32) pos;
+		pos += count;
+	}
+	words[ncomps] = (uint32) pos;
+	SblockWriterWrite(w, words, sizeof(uint32) * (ncomps + 1));
+	pfree(words);
+
+	ent = palloc_extended(sizeof(uint32) * Max(S->nent, 1), MCXT_ALLOC_HUGE);
+	for (int64 e = 0; e < S->nent; e++)
+		ent[S->compCount[S->entComp[e]]++] = ((uint32) S->entBlock[e] << 8) | S->entCode[e];
+	for (int i = 0; i < ncomps; i++)
+		S->compCount[S->compTouched[i]] = 0;
+	SblockWriterWrite(w, ent, sizeof(uint32) * S->nent);
+	pfree(ent);
+
+	post = palloc(sizeof(SblockPosting) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		post[i].ordinal = blockDocs[i];
+		post[i].offset8 = (uint32) (offsets[blockDocs[i]] / 8);
+	}
+	SblockWriterWrite(w, post, sizeof(SblockPosting) * n);
+	pfree(post);
+	S->nent = 0;
 }
 
 /* Steps 3 to 6: prune, block, summarize and write every list, then the directory. */
@@ -816,6 +938,15 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 		S.topcut[i] = palloc(sizeof(CompVal) * Max(Min(opts->docCut, nnz), 1));
 		SblockTopCut(&L->packed[L->docStart[i]], nnz, opts->docCut, S.topcut[i], &S.topcutN[i]);
 	}
+	S.summary = palloc_extended(sizeof(CompVal) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	S.binfo = palloc(sizeof(SblockBlockInfo) * Max(maxLen, 1));
+	S.entCap = 1024;
+	S.nent = 0;
+	S.entComp = palloc(sizeof(int32) * S.entCap);
+	S.entCode = palloc(sizeof(uint8) * S.entCap);
+	S.entBlock = palloc(sizeof(uint16) * S.entCap);
+	S.compCount = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S.compTouched = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
 	docs = palloc(sizeof(uint32) * Max(maxLen, 1));
 	blockDocs = palloc(sizeof(uint32) * Max(maxLen, 1));
 
@@ -839,7 +970,6 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 			int			n;
 			uint32	   *centroids;
 			int			nc;
-			SblockListHeader lh;
 			uint64		begin;
 
 			INSTR_TIME_SET_CURRENT(ta);
@@ -857,25 +987,20 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 
 			SblockWriterPad(&w, 8);
 			begin = w.bytes;
-			/* blocks are the non-empty clusters */
-			lh.nblocks = 0;
-			for (int j = 0; j < nc; j++)
-				S.clusterSize[j] = 0;
-			for (int i = 0; i < n; i++)
-				S.clusterSize[S.assign[i]]++;
-			for (int j = 0; j < nc; j++)
-				if (S.clusterSize[j] > 0)
-					lh.nblocks++;
-			lh.npostings = n;
-			SblockWriterWrite(&w, &lh, sizeof(lh));
 
 			/*
-			 * Blocks in centroid order, documents ascending within a block:
-			 * a counting sort by cluster (docs[] is ascending already).
+			 * Blocks are the non-empty clusters, in centroid order, documents
+			 * ascending within a block: a counting sort by cluster (docs[] is
+			 * ascending already).
 			 */
 			{
 				int			pos = 0;
+				int			nb = 0;
 
+				for (int j = 0; j < nc; j++)
+					S.clusterSize[j] = 0;
+				for (int i = 0; i < n; i++)
+					S.clusterSize[S.assign[i]]++;
 				for (int j = 0; j < nc; j++)
 				{
 					int			size = S.clusterSize[j];
@@ -886,21 +1011,29 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 				for (int i = 0; i < n; i++)
 					blockDocs[S.clusterSize[S.assign[i]]++] = docs[i];
 				pos = 0;
+				INSTR_TIME_SET_CURRENT(ta);
 				for (int j = 0; j < nc; j++)
 				{
 					int			end = S.clusterSize[j];	/* now: where cluster j ends */
 
 					if (end > pos)
 					{
-						INSTR_TIME_SET_CURRENT(ta);
-						SblockWriteBlock(&w, L, bs, &S, blockDocs + pos, end - pos, offsets,
-										 opts->summaryEnergy);
-						INSTR_TIME_SET_CURRENT(tb);
-						INSTR_TIME_ACCUM_DIFF(tWrite, tb, ta);
+						S.binfo[nb].first = pos;
+						S.binfo[nb].ndocs = end - pos;
+						SblockSummarize(L, &S, blockDocs + pos, end - pos, opts->summaryEnergy, nb,
+										&S.binfo[nb]);
+						nb++;
 					}
 					pos = end;
 				}
+				SblockWriteList(&w, L, &S, blockDocs, n, nb, offsets);
+				INSTR_TIME_SET_CURRENT(tb);
+				INSTR_TIME_ACCUM_DIFF(tWrite, tb, ta);
 			}
+			if (w.bytes - begin > PG_UINT32_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("sparse_block posting list of term %d exceeds 4 GB", L->terms[t])));
 			pfree(centroids);
 
 			dir[ndir].term = (uint32) L->terms[t];

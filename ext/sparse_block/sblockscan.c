@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "access/relscan.h"
@@ -71,6 +72,7 @@ typedef struct SblockScanOpaqueData
 	int64		nblocks;
 	int64		nskipped;
 	int64		nscored;
+	int64		nsummary;		/* summary components scored */
 
 	IndexTuple	nullItup;
 	SblockReader reader;		/* posting lists, directory, tail headers */
@@ -265,6 +267,9 @@ SblockStartScan(IndexScanDesc scan)
 	MemoryContext old = MemoryContextSwitchTo(so->queryCtx);
 
 	SblockReadMeta(scan->indexRelation, &so->meta);
+	/* the build's pages (everything before the tail) are fixed for the index's life */
+	SblockReaderUseHints(&so->reader, so->meta.tail.start);
+	SblockReaderUseHints(&so->docReader, so->meta.tail.start);
 	so->started = true;
 	so->total = so->meta.ndocs + so->meta.tailDocs;
 	so->done = so->total == 0;
@@ -327,9 +332,11 @@ SblockFindList(SblockScanOpaque so, uint32 term, SblockDirEntry *entry)
 	while (lo <= hi)
 	{
 		int64		mid = lo + (hi - lo) / 2;
+		char		scratch[sizeof(SblockDirEntry)];
 
-		SblockReaderRead(&so->reader, &so->meta.directory, (uint64) mid * sizeof(SblockDirEntry),
-						 entry, sizeof(SblockDirEntry));
+		memcpy(entry, SblockReaderPeek(&so->reader, &so->meta.directory, (uint64) mid * sizeof(SblockDirEntry),
+									   sizeof(SblockDirEntry), scratch),
+			   sizeof(SblockDirEntry));
 		if (entry->term == term)
 			return true;
 		if (entry->term < term)
@@ -362,33 +369,81 @@ SblockDocScore(const SblockScanOpaque so, const int32 *idx, const float *val, in
 }
 
 /*
- * Score one document record (if live and new) and offer it to the heap.
- * Most records lie within one page: those are scored in place, under the
- * page's share lock; a record that spans pages is copied out first.
+ * Could a document beat the heap's worst entry?  The exact score is one
+ * dependent chain of float additions (three cycles each); most scored
+ * documents cannot enter the heap, so they are first summed with four
+ * independent accumulators.  Both sums add the same rounded products, each
+ * within n*u*sum|p| (u = 2^-24, n terms, to first order) of the true sum, so
+ * they differ by at most 2*n*u*sum|p|; the bound below doubles that margin.
+ * Only a document within the bound of the heap's minimum gets the exact sum.
+ */
+static inline bool
+SblockDocMayEnter(const SblockScanOpaque so, const int32 *idx, const float *val, int nnz)
+{
+	const float *q = so->qdense;
+	float		a0 = 0,
+				a1 = 0,
+				a2 = 0,
+				a3 = 0,
+				m0 = 0,
+				m1 = 0;
+	int			i = 0;
+	float		sum,
+				bound;
+
+	if (q == NULL || so->nheap < so->k)
+		return true;
+	for (; i + 4 <= nnz; i += 4)
+	{
+		float		p0 = val[i] * q[idx[i]];
+		float		p1 = val[i + 1] * q[idx[i + 1]];
+		float		p2 = val[i + 2] * q[idx[i + 2]];
+		float		p3 = val[i + 3] * q[idx[i + 3]];
+
+		a0 += p0;
+		a1 += p1;
+		a2 += p2;
+		a3 += p3;
+		m0 += fabsf(p0) + fabsf(p1);
+		m1 += fabsf(p2) + fabsf(p3);
+	}
+	for (; i < nnz; i++)
+	{
+		float		p = val[i] * q[idx[i]];
+
+		a0 += p;
+		m0 += fabsf(p);
+	}
+	sum = (a0 + a1) + (a2 + a3);
+	bound = 4.0f * (float) (nnz + 4) * 5.97e-8f * (m0 + m1) + FLT_MIN;
+	return sum + bound >= so->heap[0].score;
+}
+
+/*
+ * Score the document record at offset of stream s (if live and not returned)
+ * and offer it to the heap.  page is the record's page, share-locked by the
+ * caller; a record that spans pages is copied out through the document
+ * reader (after the lock is dropped: *locked tells the caller).
  */
 static void
-SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
+SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Page page,
+				  Buffer buf, bool *locked)
 {
-	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
 	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
-	SblockReader *r = &so->docReader;
-	const SblockDocHeader *hdr;
+	const SblockDocHeader *hdr = (const SblockDocHeader *) (PageGetContents(page) + pos);
 	SblockHit	hit;
-	bool		live;
-	bool		inPlace;
 
-	hdr = (const SblockDocHeader *) (PageGetContents(SblockReaderLockPage(r, blkno)) + pos);
-	live = !(hdr->flags & (SBLOCK_DOC_DELETED | SBLOCK_DOC_NULL)) && hdr->ordinal < so->total &&
-		!BitTest(so->returned, hdr->ordinal) && hdr->nnz <= SBLOCK_MAX_NNZ;
-	inPlace = pos + SBLOCK_DOC_HEADER_SIZE + (Size) hdr->nnz * 8 <= SBLOCK_PAGE_BYTES;
-	if (!live)
+	if ((hdr->flags & (SBLOCK_DOC_DELETED | SBLOCK_DOC_NULL)) || hdr->ordinal >= so->total ||
+		BitTest(so->returned, hdr->ordinal) || hdr->nnz > SBLOCK_MAX_NNZ)
 		return;
-	if (inPlace)
+	so->nscored++;
+	if (pos + SBLOCK_DOC_HEADER_SIZE + (Size) hdr->nnz * 8 <= SBLOCK_PAGE_BYTES)
 	{
 		const int32 *idx = (const int32 *) ((const char *) hdr + SBLOCK_DOC_HEADER_SIZE);
 		const float *val = (const float *) (idx + hdr->nnz);
 
-		/* the page stays locked for the next document, often on the same page */
+		if (!SblockDocMayEnter(so, idx, val, hdr->nnz))
+			return;
 		hit.score = SblockDocScore(so, idx, val, hdr->nnz);
 		hit.ordinal = hdr->ordinal;
 		hit.tid = hdr->tid;
@@ -397,15 +452,31 @@ SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
 	{
 		SblockDoc	d;
 
-		SblockReaderUnlock(r);
-		if (!SblockReadDoc(r, s, offset, &d, &so->docbufSize, &so->docbuf) || (d.flags & SBLOCK_DOC_NULL))
+		if (BufferIsValid(buf))
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		else
+			SblockReaderUnlock(&so->docReader);
+		*locked = false;
+		if (!SblockReadDoc(&so->docReader, s, offset, &d, &so->docbufSize, &so->docbuf) ||
+			(d.flags & SBLOCK_DOC_NULL))
 			return;
 		hit.score = SblockDocScore(so, d.indices, d.values, d.nnz);
 		hit.ordinal = d.ordinal;
 		hit.tid = d.tid;
 	}
-	so->nscored++;
 	HeapPush(so, &hit);
+}
+
+/* Score one record through the document reader (streams read in order). */
+static void
+SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
+{
+	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
+	bool		locked = true;
+
+	/* the page stays locked for the next record, often on the same page */
+	SblockScoreRecord(so, s, offset, SblockReaderLockPage(&so->docReader, blkno), InvalidBuffer,
+					  &locked);
 }
 
 /*
@@ -423,7 +494,7 @@ SblockWalkStream(SblockScanOpaque so, const SblockStream *s, uint32 n,
 	uint64		offset = 0;
 	SblockDocHeader hdr;
 
-	for (uint32 i = 0; i < n; i++)
+	for (uint32 i = 0; i < n;)
 	{
 		Page		page;
 
@@ -433,10 +504,21 @@ SblockWalkStream(SblockScanOpaque so, const SblockStream *s, uint32 n,
 			CHECK_FOR_INTERRUPTS();
 		}
 		offset = SblockDocAlign(offset);
+		if (offset >= s->bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("sparse_block index \"%s\" has fewer documents than its meta page says",
+							RelationGetRelationName(so->docReader.index))));
 		page = SblockReaderLockPage(&so->docReader, s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES));
 		memcpy(&hdr, PageGetContents(page) + offset % SBLOCK_PAGE_BYTES, SBLOCK_DOC_HEADER_SIZE);
+		if (hdr.flags & SBLOCK_DOC_PAD)
+		{
+			offset = SblockNextPage(offset);
+			continue;
+		}
 		visit(so, s, offset, &hdr, arg);
 		offset += SblockDocBytes(hdr.nnz);
+		i++;
 	}
 	SblockReaderUnlock(&so->docReader);
 }
@@ -456,69 +538,115 @@ SblockScoreStream(SblockScanOpaque so, const SblockStream *s, uint32 n)
 	SblockWalkStream(so, s, n, SblockVisitScore, NULL);
 }
 
-/*
- * The summary's dot product with the full query (dequantized values); like
- * SblockDot, a short query searches the summary instead of merging with it.
- */
-static float
-SblockSummaryDot(const SblockScanOpaque so, const SblockBlockHeader *bh, const uint32 *comps,
-				 const uint8 *codes)
+/* so->listbuf holds at least need bytes */
+static void
+SblockListBuf(SblockScanOpaque so, Size need)
 {
-	float		dot = 0;
-	int			n = (int) bh->ncomp;
-	int			i = 0,
-				j = 0;
-
-	if (so->qdense)
+	if (so->listbufSize < need)
 	{
-		for (i = 0; i < n; i++)
-			dot += (bh->min + codes[i] * bh->step) * so->qdense[comps[i]];
-		return dot;
+		so->listbuf = so->listbuf ? repalloc_huge(so->listbuf, need)
+			: MemoryContextAllocHuge(so->queryCtx, need);
+		so->listbufSize = need;
 	}
-	if (so->qnnz * 8 < n)
-	{
-		for (j = 0; j < so->qnnz && i < n; j++)
-		{
-			uint32		key = (uint32) so->qidx[j];
-			int			hi = n;
-
-			while (i < hi)
-			{
-				int			mid = i + (hi - i) / 2;
-
-				if (comps[mid] < key)
-					i = mid + 1;
-				else
-					hi = mid;
-			}
-			if (i < n && comps[i] == key)
-			{
-				dot += (bh->min + codes[i] * bh->step) * so->qval[j];
-				i++;
-			}
-		}
-		return dot;
-	}
-	while (i < n && j < so->qnnz)
-	{
-		uint32		c = comps[i];
-		uint32		qc = (uint32) so->qidx[j];
-
-		if (c == qc)
-			dot += (bh->min + codes[i++] * bh->step) * so->qval[j++];
-		else if (c < qc)
-			i++;
-		else
-			j++;
-	}
-	return dot;
 }
 
-/* a block of the list being visited: where it is and what its summary says */
+static void
+SblockListCorrupted(SblockScanOpaque so)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("sparse_block index \"%s\" has a damaged posting list",
+					RelationGetRelationName(so->reader.index))));
+}
+
+/* the 4-byte word at offset of the posting stream (words never span pages) */
+static inline uint32
+SblockListWord(SblockScanOpaque so, uint64 offset)
+{
+	const SblockStream *s = &so->meta.postings;
+	Page		page = SblockReaderPinPage(&so->reader, s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES));
+
+	return *(const uint32 *) (PageGetContents(page) + offset % SBLOCK_PAGE_BYTES);
+}
+
+/*
+ * Step 3, every block at once: the summaries' dot products with the full
+ * query, from the list's component-major entries.  For each query
+ * component found among the list's components (a galloping search, both
+ * ascending), its run of (block, code) entries adds q to qsum[block] and
+ * code * q to csum[block]; block b's estimate is then
+ * min_b * qsum[b] + step_b * csum[b].
+ */
+static void
+SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
+			   const SblockListLayout *lay, float *qsum, float *csum)
+{
+	const SblockStream *s = &so->meta.postings;
+	int64		lo = 0;
+
+	for (int j = 0; j < so->qnnz && lo < lh->ncomps; j++)
+	{
+		uint32		qc = (uint32) so->qidx[j];
+		float		qv = so->qval[j];
+		int64		step = 1,
+					hi;
+		uint32		es,
+					ee;
+
+		if (qv == 0)
+			continue;
+		/* gallop to a range [lo, hi) holding qc if the list has it */
+		hi = lo;
+		while (hi < lh->ncomps && SblockListWord(so, base + lay->comps + 4 * (uint64) hi) < qc)
+		{
+			lo = hi + 1;
+			hi += step;
+			step *= 2;
+		}
+		hi = Min(hi + 1, (int64) lh->ncomps);
+		while (lo < hi)
+		{
+			int64		mid = lo + (hi - lo) / 2;
+
+			if (SblockListWord(so, base + lay->comps + 4 * (uint64) mid) < qc)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo >= lh->ncomps || SblockListWord(so, base + lay->comps + 4 * (uint64) lo) != qc)
+			continue;
+
+		es = SblockListWord(so, base + lay->compStart + 4 * (uint64) lo);
+		ee = SblockListWord(so, base + lay->compStart + 4 * (uint64) lo + 4);
+		if (ee < es || ee > lh->nentries)
+			SblockListCorrupted(so);
+		lo++;
+		while (es < ee)
+		{
+			uint64		off = base + lay->ent + 4 * (uint64) es;
+			uint32		n = Min(ee - es, (uint32) ((SBLOCK_PAGE_BYTES - off % SBLOCK_PAGE_BYTES) / 4));
+			const uint32 *ent = (const uint32 *)
+				(PageGetContents(SblockReaderPinPage(&so->reader, s->start + (BlockNumber) (off / SBLOCK_PAGE_BYTES))) +
+				 off % SBLOCK_PAGE_BYTES);
+
+			for (uint32 i = 0; i < n; i++)
+			{
+				uint32		b = SblockEntBlock(ent[i]);
+
+				if (b >= lh->nblocks)
+					SblockListCorrupted(so);
+				qsum[b] += qv;
+				csum[b] += (float) SblockEntCode(ent[i]) * qv;
+			}
+			es += n;
+		}
+	}
+}
+
+/* a block of the list being visited: where its postings are and its estimate */
 typedef struct SblockBlockRef
 {
-	uint64		offset;
-	uint32		ncomp;
+	uint64		postings;		/* stream offset of its first posting */
 	uint32		ndocs;
 	float		dot;
 } SblockBlockRef;
@@ -532,17 +660,75 @@ BlockRefDotDesc(const void *a, const void *b)
 	return (x < y) - (x > y);
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define SblockPrefetch(p) __builtin_prefetch(p)
+#else
+#define SblockPrefetch(p) ((void) 0)
+#endif
+
+#define SBLOCK_BATCH 6			/* with the two readers' pins, within PostgreSQL's 8 fast pin slots */
+
+/*
+ * Score a batch of forward-stream records.  A block's documents lie on
+ * unrelated pages, each a cache miss away: every page is pinned and the
+ * start of every record prefetched first, so that the misses overlap (as
+ * Seismic prefetches a block's documents), then each is scored under its
+ * page's share lock.
+ */
+static void
+SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
+{
+	const SblockStream *s = &so->meta.forward;
+	Buffer		bufs[SBLOCK_BATCH];
+
+	/* on an error (a damaged page) the resource owner releases the pins */
+	for (int j = 0; j < n; j++)
+	{
+		BlockNumber blkno = s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES);
+		const char *rec;
+
+		bufs[j] = SblockReaderPinExtra(&so->docReader, blkno);
+		rec = PageGetContents(BufferGetPage(bufs[j])) + offsets[j] % SBLOCK_PAGE_BYTES;
+		SblockPrefetch(rec);
+		SblockPrefetch(rec + 64);
+		SblockPrefetch(rec + 128);
+	}
+	for (int j = 0; j < n; j++)
+	{
+		bool		locked = true;
+
+		/* the next record's header has arrived by now: fetch all of it */
+		if (j + 1 < n)
+		{
+			const char *next = PageGetContents(BufferGetPage(bufs[j + 1])) +
+				offsets[j + 1] % SBLOCK_PAGE_BYTES;
+			Size		len = Min(SBLOCK_DOC_HEADER_SIZE + (Size) ((const SblockDocHeader *) next)->nnz * 8,
+								  (Size) (SBLOCK_PAGE_BYTES - offsets[j + 1] % SBLOCK_PAGE_BYTES));
+
+			for (Size l = 192; l < len; l += 64)
+				SblockPrefetch(next + l);
+		}
+		LockBuffer(bufs[j], BUFFER_LOCK_SHARE);
+		SblockScoreRecord(so, s, offsets[j], BufferGetPage(bufs[j]), bufs[j], &locked);
+		if (locked)
+			LockBuffer(bufs[j], BUFFER_LOCK_UNLOCK);
+		ReleaseBuffer(bufs[j]);
+	}
+}
+
 /* Score the documents of one block not seen yet in this round. */
 static void
 SblockScoreBlock(SblockScanOpaque so, const SblockBlockRef *ref)
 {
-	const SblockStream *s = &so->meta.postings;
-	Size		summaryBytes = sizeof(uint32) * ref->ncomp + TYPEALIGN(4, ref->ncomp);
 	const SblockPosting *postings;
+	uint64		batch[SBLOCK_BATCH];
+	int			nbatch = 0;
 
-	SblockReaderRead(&so->reader, s, ref->offset + sizeof(SblockBlockHeader) + summaryBytes,
-					 so->listbuf, sizeof(SblockPosting) * ref->ndocs);
-	postings = (const SblockPosting *) so->listbuf;
+	/* in place on the posting page, which so->reader keeps pinned meanwhile */
+	SblockListBuf(so, sizeof(SblockPosting) * Max(ref->ndocs, 1));
+	postings = (const SblockPosting *)
+		SblockReaderPeek(&so->reader, &so->meta.postings, ref->postings,
+						 sizeof(SblockPosting) * ref->ndocs, so->listbuf);
 	for (uint32 i = 0; i < ref->ndocs; i++)
 	{
 		uint32		ord = postings[i].ordinal;
@@ -550,99 +736,82 @@ SblockScoreBlock(SblockScanOpaque so, const SblockBlockRef *ref)
 		if (ord >= so->total || BitTest(so->visited, ord) || BitTest(so->returned, ord))
 			continue;
 		BitSet(so->visited, ord);
-		SblockScoreDoc(so, &so->meta.forward, (uint64) postings[i].offset8 * 8);
+		batch[nbatch++] = (uint64) postings[i].offset8 * 8;
+		if (nbatch == SBLOCK_BATCH)
+		{
+			SblockScoreBatch(so, batch, nbatch);
+			nbatch = 0;
+		}
 	}
+	if (nbatch > 0)
+		SblockScoreBatch(so, batch, nbatch);
 	SblockReaderUnlock(&so->docReader);
 }
 
 /*
- * Steps 2 and 3 for one posting list, read a block at a time (a skipped
- * block's postings are never read).  The first list of a round is visited
- * in descending summary score (Seismic's "sorted" mode): the heap fills with
- * good documents at once, so the skip test prunes more of every later list.
+ * Steps 2 and 3 for one posting list: every block's estimate first (from
+ * the component-major summaries), then the blocks in order, each skipped
+ * when the heap is full and its estimate is below heap_factor x the heap's
+ * minimum (a skipped block's postings are never read).  The first list of a
+ * round is visited in descending estimate (Seismic's "sorted" mode): the
+ * heap fills with good documents at once, so the skip test prunes more of
+ * every later list.
  */
 static void
 SblockVisitList(SblockScanOpaque so, const SblockDirEntry *entry, bool sorted)
 {
 	const SblockStream *s = &so->meta.postings;
 	SblockListHeader lh;
-	uint64		offset = entry->offset;
-	uint64		end = entry->offset + entry->bytes;
-	SblockBlockRef *refs = NULL;
-	int			nrefs = 0;
+	SblockListLayout lay;
+	uint64		base = entry->offset;
+	char		hscratch[sizeof(SblockListHeader)];
+	float	   *qsum;
+	float	   *csum;
+	SblockBlockRef *refs;
 
-	SblockReaderRead(&so->reader, s, offset, &lh, sizeof(lh));
-	offset += sizeof(lh);
-	if (sorted)
-		refs = palloc(sizeof(SblockBlockRef) * Max(lh.nblocks, 1));
+	memcpy(&lh, SblockReaderPeek(&so->reader, s, base, sizeof(lh), hscratch), sizeof(lh));
+	SblockListLayoutOf(&lh, &lay);
+	if (lh.nblocks > SBLOCK_MAX_BLOCKS || lay.end > entry->bytes || base + lay.end > s->bytes)
+		SblockListCorrupted(so);
+	if (lh.nblocks == 0)
+		return;
 
-	for (uint32 b = 0; b < lh.nblocks && offset < end; b++)
+	qsum = palloc0(sizeof(float) * lh.nblocks);
+	csum = palloc0(sizeof(float) * lh.nblocks);
+	refs = palloc(sizeof(SblockBlockRef) * lh.nblocks);
+	SblockListDots(so, base, &lh, &lay, qsum, csum);
+	for (uint32 b = 0; b < lh.nblocks; b++)
 	{
-		SblockBlockHeader bh;
-		SblockBlockRef ref;
-		Size		summaryBytes;
-		Size		need;
+		char		iscratch[sizeof(SblockBlockInfo)];
+		SblockBlockInfo info;
 
+		memcpy(&info, SblockReaderPeek(&so->reader, s, base + lay.blocks + sizeof(SblockBlockInfo) * (uint64) b,
+									   sizeof(info), iscratch), sizeof(info));
+		if ((uint64) info.first + info.ndocs > lh.npostings)
+			SblockListCorrupted(so);
+		refs[b].postings = base + lay.postings + sizeof(SblockPosting) * (uint64) info.first;
+		refs[b].ndocs = info.ndocs;
+		refs[b].dot = info.min * qsum[b] + info.step * csum[b];
+	}
+	so->nblocks += lh.nblocks;
+	so->nsummary += lh.nentries;
+	if (sorted)
+		qsort(refs, lh.nblocks, sizeof(SblockBlockRef), BlockRefDotDesc);
+
+	for (uint32 b = 0; b < lh.nblocks; b++)
+	{
 		CHECK_FOR_INTERRUPTS();
-		SblockReaderRead(&so->reader, s, offset, &bh, sizeof(bh));
-		summaryBytes = sizeof(uint32) * bh.ncomp + TYPEALIGN(4, bh.ncomp);
-		need = Max(summaryBytes, sizeof(SblockPosting) * bh.ndocs);
-		if (bh.ncomp > SBLOCK_MAX_NNZ * (Size) 64 || offset + SblockBlockBytes(bh.ncomp, bh.ndocs) > end)
-			ereport(ERROR,
-					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("sparse_block index \"%s\" has a damaged posting list",
-							RelationGetRelationName(so->reader.index))));
-		if (so->listbufSize < need)
-		{
-			so->listbuf = so->listbuf ? repalloc_huge(so->listbuf, need)
-				: MemoryContextAllocHuge(so->queryCtx, need);
-			so->listbufSize = need;
-		}
-		so->nblocks++;
-		ref.offset = offset;
-		ref.ncomp = bh.ncomp;
-		ref.ndocs = bh.ndocs;
-		ref.dot = 0;
-		offset += SblockBlockBytes(bh.ncomp, bh.ndocs);
-
-		if (sorted || (so->nheap >= so->k && sblock_heap_factor > 0))
-		{
-			const uint32 *comps;
-
-			SblockReaderRead(&so->reader, s, ref.offset + sizeof(bh), so->listbuf, summaryBytes);
-			comps = (const uint32 *) so->listbuf;
-			ref.dot = SblockSummaryDot(so, &bh, comps, (const uint8 *) (comps + bh.ncomp));
-		}
-		if (sorted)
-		{
-			refs[nrefs++] = ref;
-			continue;
-		}
 		if (so->nheap >= so->k && sblock_heap_factor > 0 &&
-			ref.dot < sblock_heap_factor * so->heap[0].score)
+			refs[b].dot < sblock_heap_factor * so->heap[0].score)
 		{
 			so->nskipped++;
 			continue;
 		}
-		SblockScoreBlock(so, &ref);
+		SblockScoreBlock(so, &refs[b]);
 	}
-
-	if (sorted)
-	{
-		qsort(refs, nrefs, sizeof(SblockBlockRef), BlockRefDotDesc);
-		for (int i = 0; i < nrefs; i++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			if (so->nheap >= so->k && sblock_heap_factor > 0 &&
-				refs[i].dot < sblock_heap_factor * so->heap[0].score)
-			{
-				so->nskipped++;
-				continue;
-			}
-			SblockScoreBlock(so, &refs[i]);
-		}
-		pfree(refs);
-	}
+	pfree(refs);
+	pfree(qsum);
+	pfree(csum);
 }
 
 /* One round: fill so->heap with the best k unreturned documents, best first. */
@@ -772,8 +941,8 @@ sblockendscan(IndexScanDesc scan)
 {
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
 
-	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks, %lld skipped, %lld documents scored",
-		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks,
+	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks (%lld summary components), %lld skipped, %lld documents scored",
+		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks, (long long) so->nsummary,
 		 (long long) so->nskipped, (long long) so->nscored);
 	SblockDenseRelease(so);
 	SblockReaderEnd(&so->reader);

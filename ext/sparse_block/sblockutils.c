@@ -6,6 +6,8 @@
 
 #include <math.h>
 
+#include "utils/memutils.h"
+
 #include "sblock.h"
 #include "pgsieve_pages.h"
 #include "pgvector_types.h"
@@ -90,16 +92,36 @@ SblockDocAlign(uint64 offset)
 	return aligned;
 }
 
+/* the start of the page after the one holding offset */
 uint64
-SblockWriterAlignDoc(SblockWriter *w)
+SblockNextPage(uint64 offset)
 {
+	return offset - offset % SBLOCK_PAGE_BYTES + SBLOCK_PAGE_BYTES;
+}
+
+/*
+ * Align the writer for a record of nnz components and return its offset.
+ * A small record that would span two pages starts on the next one instead,
+ * behind a PAD header (readers walking the stream skip to the next page).
+ */
+uint64
+SblockWriterAlignDoc(SblockWriter *w, int nnz)
+{
+	static const char zeros[SBLOCK_PAGE_BYTES];
 	uint64		target = SblockDocAlign(w->bytes);
+	Size		bytes = SblockDocBytes(nnz);
+	Size		left = SBLOCK_PAGE_BYTES - target % SBLOCK_PAGE_BYTES;
 
 	if (target > w->bytes)
-	{
-		static const char zeros[SBLOCK_PAGE_BYTES];
-
 		SblockWriterWrite(w, zeros, target - w->bytes);
+	if (bytes > left && bytes <= SBLOCK_NOSPAN_BYTES)
+	{
+		SblockDocHeader pad;
+
+		memset(&pad, 0, sizeof(pad));
+		pad.flags = SBLOCK_DOC_PAD;
+		SblockWriterWrite(w, &pad, SBLOCK_DOC_HEADER_SIZE);
+		SblockWriterWrite(w, zeros, left - SBLOCK_DOC_HEADER_SIZE);
 	}
 	return w->bytes;
 }
@@ -123,6 +145,150 @@ SblockReaderInit(SblockReader *r, Relation index)
 	r->buf = InvalidBuffer;
 	r->blkno = InvalidBlockNumber;
 	r->locked = false;
+	r->hintSlot = -1;
+	r->hintGen = 0;
+}
+
+/*
+ * Buffer hints.  A scan touches a thousand or so forward-stream pages, each
+ * for one document, and the buffer mapping look-up of ReadBuffer (a shared
+ * hash probe under a partition lock) cost more than scoring the document.
+ * Each backend therefore remembers, per page of the build's streams, the
+ * buffer that held it last; ReadRecentBuffer pins that buffer directly when
+ * it still holds the page.  The memory is keyed by index and relfilenode (a
+ * REINDEX starts over) and kept for a few indexes, least recently used out.
+ */
+#define SBLOCK_HINT_SLOTS 4
+
+typedef struct SblockHintSlot
+{
+	Oid			relid;
+	RelFileNumber relNumber;
+	BlockNumber n;
+	Buffer	   *bufs;
+	uint64		used;
+	uint64		gen;			/* readers check it: a slot may be reused under them */
+} SblockHintSlot;
+
+static SblockHintSlot hintSlots[SBLOCK_HINT_SLOTS];
+static uint64 hintClock = 0;
+static uint64 hintGens = 0;
+
+void
+SblockReaderUseHints(SblockReader *r, BlockNumber nblocks)
+{
+	Relation	index = r->index;
+	SblockHintSlot *slot = NULL;
+
+	r->hintSlot = -1;
+	if (RelationUsesLocalBuffers(index) || nblocks == 0)
+		return;
+	for (int i = 0; i < SBLOCK_HINT_SLOTS; i++)
+	{
+		SblockHintSlot *h = &hintSlots[i];
+
+		if (h->bufs != NULL && h->relid == RelationGetRelid(index) &&
+			h->relNumber == PgsRelFileNumber(index))
+		{
+			slot = h;
+			break;
+		}
+		if (slot == NULL || (slot->bufs != NULL && (h->bufs == NULL || h->used < slot->used)))
+			slot = h;
+	}
+	if (slot->bufs == NULL || slot->relid != RelationGetRelid(index) ||
+		slot->relNumber != PgsRelFileNumber(index) || slot->n < nblocks)
+	{
+		if (slot->bufs)
+			pfree(slot->bufs);
+		slot->gen = ++hintGens;
+		/* InvalidBuffer is 0: a zeroed array knows nothing */
+		slot->bufs = MemoryContextAllocExtended(TopMemoryContext, sizeof(Buffer) * (Size) nblocks,
+												MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO | MCXT_ALLOC_NO_OOM);
+		if (slot->bufs == NULL)
+			return;
+		slot->relid = RelationGetRelid(index);
+		slot->relNumber = PgsRelFileNumber(index);
+		slot->n = nblocks;
+	}
+	slot->used = ++hintClock;
+	r->hintSlot = (int) (slot - hintSlots);
+	r->hintGen = slot->gen;
+}
+
+/*
+ * Pin page blkno.  A page pinned through its hint was checked when it was
+ * first read into that buffer, so only a page ReadBuffer returned (*fresh)
+ * needs SblockReaderCheck, which then makes it the hint.
+ */
+static Buffer
+SblockReaderPin(SblockReader *r, BlockNumber blkno, bool *fresh)
+{
+	*fresh = true;
+	if (r->hintSlot >= 0 && hintSlots[r->hintSlot].gen == r->hintGen &&
+		blkno < hintSlots[r->hintSlot].n)
+	{
+		Buffer		hint = hintSlots[r->hintSlot].bufs[blkno];
+
+		if (BufferIsValid(hint) && PgsReadRecentBuffer(r->index, blkno, hint))
+		{
+			*fresh = false;
+			return hint;
+		}
+	}
+	return ReadBuffer(r->index, blkno);
+}
+
+/*
+ * Check a page just read (a stream page's kind is written once, when the
+ * page is created, so no lock is needed to look at it) and remember its
+ * buffer.  On failure the pin is dropped by the error's resource cleanup.
+ */
+static void
+SblockReaderCheck(SblockReader *r, BlockNumber blkno, Buffer buf)
+{
+	Page		page = BufferGetPage(buf);
+
+	if (PageIsNew(page) || SblockPageGetOpaque(page)->kind != SBLOCK_PAGE_STREAM)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("sparse_block index \"%s\" has a damaged stream page %u",
+						RelationGetRelationName(r->index), blkno)));
+	if (r->hintSlot >= 0 && hintSlots[r->hintSlot].gen == r->hintGen &&
+		blkno < hintSlots[r->hintSlot].n)
+		hintSlots[r->hintSlot].bufs[blkno] = buf;
+}
+
+/* Make blkno the reader's pinned page (unlocked). */
+static void
+SblockReaderSwitch(SblockReader *r, BlockNumber blkno)
+{
+	bool		fresh;
+
+	SblockReaderUnlock(r);
+	if (BufferIsValid(r->buf))
+		ReleaseBuffer(r->buf);
+	r->buf = InvalidBuffer;
+	r->blkno = InvalidBlockNumber;
+	r->buf = SblockReaderPin(r, blkno, &fresh);
+	r->blkno = blkno;
+	if (fresh)
+		SblockReaderCheck(r, blkno, r->buf);
+}
+
+/*
+ * Pin page blkno apart from the reader's own page (checked as the reader's
+ * are), for a caller that holds several pages at once and releases them.
+ */
+Buffer
+SblockReaderPinExtra(SblockReader *r, BlockNumber blkno)
+{
+	bool		fresh;
+	Buffer		buf = SblockReaderPin(r, blkno, &fresh);
+
+	if (fresh)
+		SblockReaderCheck(r, blkno, buf);
+	return buf;
 }
 
 /*
@@ -134,28 +300,58 @@ SblockReaderInit(SblockReader *r, Relation index)
 Page
 SblockReaderLockPage(SblockReader *r, BlockNumber blkno)
 {
-	Page		page;
-
 	if (r->blkno != blkno)
-	{
-		SblockReaderUnlock(r);
-		if (BufferIsValid(r->buf))
-			ReleaseBuffer(r->buf);
-		r->buf = ReadBuffer(r->index, blkno);
-		r->blkno = blkno;
-	}
+		SblockReaderSwitch(r, blkno);
 	if (!r->locked)
 	{
 		LockBuffer(r->buf, BUFFER_LOCK_SHARE);
 		r->locked = true;
 	}
-	page = BufferGetPage(r->buf);
-	if (PageIsNew(page) || SblockPageGetOpaque(page)->kind != SBLOCK_PAGE_STREAM)
-		ereport(ERROR,
-				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("sparse_block index \"%s\" has a damaged stream page %u",
-						RelationGetRelationName(r->index), blkno)));
-	return page;
+	return BufferGetPage(r->buf);
+}
+
+/*
+ * Pin page blkno without locking it: only for the posting and directory
+ * streams, which the build writes before the index can be scanned and
+ * nothing modifies afterwards (VACUUM flags documents in the forward and
+ * tail streams only; REINDEX writes a new relfilenode), so there is no
+ * writer to exclude.
+ */
+Page
+SblockReaderPinPage(SblockReader *r, BlockNumber blkno)
+{
+	if (r->blkno != blkno)
+		SblockReaderSwitch(r, blkno);
+	return BufferGetPage(r->buf);
+}
+
+/*
+ * len bytes at offset of an immutable stream: a pointer into the pinned page
+ * when they lie on one page, else a copy in scratch (len bytes at least).
+ * The pointer stays valid until the reader moves to another page.
+ */
+const char *
+SblockReaderPeek(SblockReader *r, const SblockStream *s, uint64 offset, Size len, char *scratch)
+{
+	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
+	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
+	char	   *out = scratch;
+
+	if (pos + len <= (Size) SBLOCK_PAGE_BYTES)
+		return PageGetContents(SblockReaderPinPage(r, blkno)) + pos;
+	while (len > 0)
+	{
+		Size		n;
+
+		blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
+		pos = (int) (offset % SBLOCK_PAGE_BYTES);
+		n = Min(len, (Size) (SBLOCK_PAGE_BYTES - pos));
+		memcpy(out, PageGetContents(SblockReaderPinPage(r, blkno)) + pos, n);
+		out += n;
+		offset += n;
+		len -= n;
+	}
+	return scratch;
 }
 
 void

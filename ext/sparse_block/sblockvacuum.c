@@ -46,13 +46,18 @@ SblockVacuumStream(IndexVacuumInfo *info, const SblockStream *s, uint32 n,
 	SblockVacuumPage vp = {InvalidBuffer, InvalidBlockNumber, NULL, NULL};
 	uint64		offset = 0;
 
-	for (uint32 i = 0; i < n; i++)
+	for (uint32 i = 0; i < n;)
 	{
 		BlockNumber blkno;
 		SblockDocHeader *hdr;
 		Page		page;
 
 		offset = SblockDocAlign(offset);
+		if (offset >= s->bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("sparse_block index \"%s\" has fewer documents than its meta page says",
+							RelationGetRelationName(info->index))));
 		blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
 		if (blkno != vp.blkno)
 		{
@@ -64,6 +69,12 @@ SblockVacuumStream(IndexVacuumInfo *info, const SblockStream *s, uint32 n,
 		}
 		page = vp.state ? vp.page : BufferGetPage(vp.buf);
 		hdr = (SblockDocHeader *) (PageGetContents(page) + offset % SBLOCK_PAGE_BYTES);
+		if (hdr->flags & SBLOCK_DOC_PAD)
+		{
+			/* the build moved the next record to the next page */
+			offset = SblockNextPage(offset);
+			continue;
+		}
 		if (!(hdr->flags & SBLOCK_DOC_DELETED))
 		{
 			if (callback(&hdr->tid, callback_state))
@@ -81,6 +92,7 @@ SblockVacuumStream(IndexVacuumInfo *info, const SblockStream *s, uint32 n,
 				stats->num_index_tuples += 1;
 		}
 		offset += SblockDocBytes(hdr->nnz);
+		i++;
 	}
 	SblockVacuumRelease(&vp);
 }
