@@ -84,10 +84,25 @@ MultiVecSize(int format, int64 ntok, int64 dim)
 	return size;
 }
 
+/* scratch memory for MaxSim, reusable across calls (see MultiVecMaxSimFloats) */
+typedef struct MaxSimCache
+{
+	MemoryContext mcxt;			/* where scratch and qmax live */
+	int			dim;			/* scratch fits tokens of up to dim dimensions */
+	void	   *scratch;
+	int			nq;				/* qmax has room for nq query tokens */
+	float	   *qmax;
+} MaxSimCache;
+
 /* mvtype.c */
 extern const char *MultiVecFormatName(int format);
 extern void MultiVecCheckShape(int64 ntok, int64 dim, int format);
 extern MultiVec *NewMultiVec(int ntok, int dim, int format);
 extern const float *MultiVecFloats(MultiVec *mv);
+
+/* mvmaxsim.c */
+extern double MultiVecMaxSimFloats(MultiVec *doc, const float *query, int nq, int dim,
+								   MaxSimCache *cache);
+extern double MultiVecMaxSim(MultiVec *doc, MultiVec *query, MaxSimCache *cache);
 
 #endif							/* MULTIVEC_H */

@@ -28,61 +28,52 @@
 #define MAXSIM_WORK_PER_CALL ((int64) 1 << 24)
 #define MAXSIM_QUERY_STEP 240
 
-/* per-call-site scratch, kept across rows of one query */
-typedef struct MaxSimCache
+/*
+ * Scratch memory of MultiVecMaxSim, grown on demand in cache->mcxt; an
+ * SQL call site keeps one in fn_extra so rows of one query reuse it.
+ */
+static void
+CacheReserve(MaxSimCache *cache, int nq, int dim)
 {
-	int			dim;
-	void	   *scratch;		/* pgs_maxsim_scratch_bytes(dim) */
-	int			nq;
-	float	   *qmax;			/* nq running maxima */
-} MaxSimCache;
-
-static MaxSimCache *
-GetCache(FunctionCallInfo fcinfo, int nq, int dim)
-{
-	MaxSimCache *cache = (MaxSimCache *) fcinfo->flinfo->fn_extra;
-
-	if (cache == NULL)
-	{
-		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MaxSimCache));
-		fcinfo->flinfo->fn_extra = cache;
-	}
 	if (cache->dim < dim)
 	{
 		if (cache->scratch)
 			pfree(cache->scratch);
-		cache->scratch = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, pgs_maxsim_scratch_bytes(dim));
+		cache->scratch = MemoryContextAlloc(cache->mcxt, pgs_maxsim_scratch_bytes(dim));
 		cache->dim = dim;
 	}
 	if (cache->nq < nq)
 	{
 		if (cache->qmax)
 			pfree(cache->qmax);
-		cache->qmax = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(float) * nq);
+		cache->qmax = MemoryContextAlloc(cache->mcxt, sizeof(float) * nq);
 		cache->nq = nq;
 	}
-	return cache;
 }
 
-static double
-MultiVecMaxSim(FunctionCallInfo fcinfo, MultiVec *doc, MultiVec *query)
+/*
+ * MaxSim of doc against a float32 query of nq tokens of dim dimensions, as
+ * SQL maxsim() computes it.  cache may be NULL (scratch is then allocated in
+ * the current memory context and freed).  For C callers such as an index
+ * re-ranking candidates against one query.
+ */
+double
+MultiVecMaxSimFloats(MultiVec *doc, const float *q, int nq, int dim, MaxSimCache *cache)
 {
-	int			dim = doc->dim;
-	int			nq = query->ntok;
+	MaxSimCache local = {CurrentMemoryContext, 0, NULL, 0, NULL};
+	MaxSimCache *c = cache ? cache : &local;
 	int			nd = doc->ntok;
-	const float *q;
-	MaxSimCache *cache;
 	int			qstep;
 	int			dstep;
+	double		result;
 
-	if (doc->dim != query->dim)
+	if (doc->dim != dim)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("different multivec dimensions %d and %d", doc->dim, query->dim)));
-	q = MultiVecFloats(query);
-	cache = GetCache(fcinfo, nq, dim);
+				 errmsg("different multivec dimensions %d and %d", doc->dim, dim)));
+	CacheReserve(c, nq, dim);
 	for (int i = 0; i < nq; i++)
-		cache->qmax[i] = -INFINITY;
+		c->qmax[i] = -INFINITY;
 
 	qstep = Min(nq, MAXSIM_QUERY_STEP);
 	dstep = (int) Max(32, MAXSIM_WORK_PER_CALL / ((int64) qstep * dim));
@@ -90,7 +81,7 @@ MultiVecMaxSim(FunctionCallInfo fcinfo, MultiVec *doc, MultiVec *query)
 	{
 		int			n = Min(qstep, nq - q0);
 		const float *qp = q + (size_t) q0 * dim;
-		float	   *qmax = cache->qmax + q0;
+		float	   *qmax = c->qmax + q0;
 
 		for (int d0 = 0; d0 < nd; d0 += dstep)
 		{
@@ -101,21 +92,55 @@ MultiVecMaxSim(FunctionCallInfo fcinfo, MultiVec *doc, MultiVec *query)
 			switch (doc->format)
 			{
 				case MV_FLOAT32:
-					pgs_maxsim_update_f32(qp, n, MV_F32(doc) + off, m, dim, qmax, cache->scratch);
+					pgs_maxsim_update_f32(qp, n, MV_F32(doc) + off, m, dim, qmax, c->scratch);
 					break;
 				case MV_FLOAT16:
-					pgs_maxsim_update_f16(qp, n, MV_F16(doc) + off, m, dim, qmax, cache->scratch);
+					pgs_maxsim_update_f16(qp, n, MV_F16(doc) + off, m, dim, qmax, c->scratch);
 					break;
 				case MV_INT8:
 					pgs_maxsim_update_i8(qp, n, MV_I8(doc) + off, MV_SCALES(doc) + d0, m, dim,
-										 qmax, cache->scratch);
+										 qmax, c->scratch);
 					break;
 				default:
 					elog(ERROR, "corrupt multivec: format code %d", doc->format);
 			}
 		}
 	}
-	return pgs_maxsim_sum(cache->qmax, nq);
+	result = pgs_maxsim_sum(c->qmax, nq);
+	if (cache == NULL)
+	{
+		pfree(local.scratch);
+		pfree(local.qmax);
+	}
+	return result;
+}
+
+double
+MultiVecMaxSim(MultiVec *doc, MultiVec *query, MaxSimCache *cache)
+{
+	if (doc->dim != query->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different multivec dimensions %d and %d", doc->dim, query->dim)));
+	return MultiVecMaxSimFloats(doc, MultiVecFloats(query), query->ntok, query->dim, cache);
+}
+
+/* the call site's cache (none when called without an FmgrInfo, e.g. DirectFunctionCall) */
+static MaxSimCache *
+CallSiteCache(FunctionCallInfo fcinfo)
+{
+	MaxSimCache *cache;
+
+	if (fcinfo->flinfo == NULL)
+		return NULL;
+	cache = (MaxSimCache *) fcinfo->flinfo->fn_extra;
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MaxSimCache));
+		cache->mcxt = fcinfo->flinfo->fn_mcxt;
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	return cache;
 }
 
 PGDLLEXPORT PG_FUNCTION_INFO_V1(multivec_maxsim);
@@ -125,7 +150,7 @@ multivec_maxsim(PG_FUNCTION_ARGS)
 	MultiVec   *doc = PG_GETARG_MULTIVEC_P(0);
 	MultiVec   *query = PG_GETARG_MULTIVEC_P(1);
 
-	PG_RETURN_FLOAT8(MultiVecMaxSim(fcinfo, doc, query));
+	PG_RETURN_FLOAT8(MultiVecMaxSim(doc, query, CallSiteCache(fcinfo)));
 }
 
 PGDLLEXPORT PG_FUNCTION_INFO_V1(multivec_maxsim_distance);
@@ -135,5 +160,5 @@ multivec_maxsim_distance(PG_FUNCTION_ARGS)
 	MultiVec   *doc = PG_GETARG_MULTIVEC_P(0);
 	MultiVec   *query = PG_GETARG_MULTIVEC_P(1);
 
-	PG_RETURN_FLOAT8(-MultiVecMaxSim(fcinfo, doc, query));
+	PG_RETURN_FLOAT8(-MultiVecMaxSim(doc, query, CallSiteCache(fcinfo)));
 }

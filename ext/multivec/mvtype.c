@@ -352,7 +352,8 @@ multivec_in(PG_FUNCTION_ARGS)
 				MultiVecCheckShape(1, n + 1, MV_FLOAT32);	/* "too many dimensions" */
 			if (used == cap)
 			{
-				cap *= 2;
+				/* at most MV_MAX_TOKENS * MV_MAX_DIM floats (500 MB): the limits above hold it */
+				cap = Min(cap * 2, (size_t) MV_MAX_TOKENS * MV_MAX_DIM);
 				x = repalloc(x, sizeof(float) * cap);
 			}
 			x[used++] = ParseFloat(&p, lit);
