@@ -113,3 +113,89 @@ COMMENT ON ACCESS METHOD sparse_block IS
 
 CREATE OPERATOR CLASS sparsevec_ip_ops DEFAULT FOR TYPE sparsevec USING sparse_block AS
 	OPERATOR 1 <#> (sparsevec, sparsevec) FOR ORDER BY float_ops;
+
+-- ---------------------------------------------------------------------------
+-- multivec: multivector (late interaction) type and MaxSim
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE multivec;
+
+CREATE FUNCTION multivec_in(cstring, oid, integer) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'multivec_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_out(multivec) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'multivec_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_typmod_in(cstring[]) RETURNS integer
+	AS 'MODULE_PATHNAME', 'multivec_typmod_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_typmod_out(integer) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'multivec_typmod_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_recv(internal, oid, integer) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'multivec_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_send(multivec) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'multivec_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE multivec (
+	INPUT = multivec_in,
+	OUTPUT = multivec_out,
+	TYPMOD_IN = multivec_typmod_in,
+	TYPMOD_OUT = multivec_typmod_out,
+	RECEIVE = multivec_recv,
+	SEND = multivec_send,
+	STORAGE = extended,
+	ALIGNMENT = int4
+);
+COMMENT ON TYPE multivec IS
+	'Multivector: 1-8192 tokens of 1-16000 dimensions, stored as float32, float16 or int8 with a scale per token; multivec(dim [, format])';
+
+-- length coercion: a multivec(dim [, format]) column checks dim and converts the format
+CREATE FUNCTION multivec(multivec, integer, boolean) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'multivec_typmod_cast' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (multivec AS multivec) WITH FUNCTION multivec(multivec, integer, boolean) AS IMPLICIT;
+
+CREATE FUNCTION multivec_ntok(multivec) RETURNS integer
+	AS 'MODULE_PATHNAME', 'multivec_ntok' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_dims(multivec) RETURNS integer
+	AS 'MODULE_PATHNAME', 'multivec_dims' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_format(multivec) RETURNS text
+	AS 'MODULE_PATHNAME', 'multivec_format' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_convert(multivec, text) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'multivec_convert' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION multivec_ntok(multivec) IS 'Number of tokens';
+COMMENT ON FUNCTION multivec_dims(multivec) IS 'Dimensions of each token';
+COMMENT ON FUNCTION multivec_format(multivec) IS 'Storage format: float32, float16 or int8';
+COMMENT ON FUNCTION multivec_convert(multivec, text) IS
+	'The same tokens in another format (float32, float16, or int8: scale = max|x|/127 per token, code = round(x/scale))';
+
+-- casts from and to pgvector's types (pgvector's layouts read directly, never its functions)
+CREATE FUNCTION vector_array_to_multivec(vector[], integer, boolean) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'vector_array_to_multivec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfvec_array_to_multivec(halfvec[], integer, boolean) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'halfvec_array_to_multivec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_multivec(real[], integer, boolean) RETURNS multivec
+	AS 'MODULE_PATHNAME', 'array_to_multivec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_to_vector_array(multivec) RETURNS vector[]
+	AS 'MODULE_PATHNAME', 'multivec_to_vector_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_to_halfvec_array(multivec) RETURNS halfvec[]
+	AS 'MODULE_PATHNAME', 'multivec_to_halfvec_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION multivec_to_float4_array(multivec) RETURNS real[]
+	AS 'MODULE_PATHNAME', 'multivec_to_float4_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (vector[] AS multivec) WITH FUNCTION vector_array_to_multivec(vector[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (halfvec[] AS multivec) WITH FUNCTION halfvec_array_to_multivec(halfvec[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS multivec) WITH FUNCTION array_to_multivec(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (multivec AS vector[]) WITH FUNCTION multivec_to_vector_array(multivec) AS ASSIGNMENT;
+CREATE CAST (multivec AS halfvec[]) WITH FUNCTION multivec_to_halfvec_array(multivec) AS ASSIGNMENT;
+CREATE CAST (multivec AS real[]) WITH FUNCTION multivec_to_float4_array(multivec) AS ASSIGNMENT;
+
+-- MaxSim and its distance operator
+CREATE FUNCTION maxsim(multivec, multivec) RETURNS float8
+	AS 'MODULE_PATHNAME', 'multivec_maxsim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim(multivec, multivec) IS
+	'maxsim(doc, query): sum over query tokens of the max over doc tokens of the inner product (ColBERT late interaction)';
+CREATE FUNCTION maxsim_distance(multivec, multivec) RETURNS float8
+	AS 'MODULE_PATHNAME', 'multivec_maxsim_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim_distance(multivec, multivec) IS 'Negative MaxSim, the distance behind doc @# query';
+
+CREATE OPERATOR @# (
+	LEFTARG = multivec, RIGHTARG = multivec, PROCEDURE = maxsim_distance
+);
+COMMENT ON OPERATOR @# (multivec, multivec) IS 'doc @# query = -maxsim(doc, query): ORDER BY doc @# query LIMIT k ranks by MaxSim';

@@ -51,6 +51,8 @@ __all__ = [
     "dot_i8",
     "f16_to_f32",
     "f32_to_f16",
+    "maxsim",
+    "quantize_i8",
 ]
 
 #: Dispatch level names, indexed by the C ``PGS_LEVEL_*`` constants.
@@ -406,3 +408,80 @@ def f32_to_f16(x: ArrayLike) -> np.ndarray:
         raise ValueError("x contains NaN; values must be numbers")
     bits = np.fromiter((lib.pgs_f32_to_f16(float(v)) for v in flat), dtype=np.uint16, count=flat.size)
     return bits.view(np.float16).reshape(a.shape)
+
+
+# ---------------------------------------------------------------------------
+# multivectors (late interaction)
+# ---------------------------------------------------------------------------
+
+def _token_matrix(x: ArrayLike, name: str, dtypes: tuple[type, ...]) -> np.ndarray:
+    """A 2-D (ntok, dim) C-contiguous array of one of ``dtypes`` with ntok, dim >= 1."""
+    a = _as_array(x, name)
+    if a.dtype not in dtypes:
+        names = ", ".join(np.dtype(t).name for t in dtypes)
+        raise ValueError(f"{name} must have dtype {names}; got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (ntok, dim), got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one token of at least one dimension, got shape {a.shape}")
+    _check_contiguous(a, name)
+    if a.dtype != np.int8:
+        _check_finite(a, name)
+    return a
+
+
+def quantize_i8(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """int8 quantization of tokens, as the ``multivec`` int8 format stores them.
+
+    ``x`` is float32 of shape ``(ntok, dim)``.  Returns ``(codes, scales)``: int8
+    ``(ntok, dim)`` and float32 ``(ntok,)`` with ``scale = max|x| / 127`` per token
+    and ``code = rint(x / scale)``, so a value reads back as ``code * scale``; an
+    all-zero token has scale 0.  Byte-identical to the server's conversion.
+    """
+    a = _token_matrix(x, "x", (np.float32,))
+    ntok, dim = a.shape
+    codes = np.empty((ntok, dim), dtype=np.int8)
+    scales = np.empty(ntok, dtype=np.float32)
+    src = ffi.cast("float *", ffi.from_buffer(a))
+    dst = ffi.cast("int8_t *", ffi.from_buffer(codes))
+    for t in range(ntok):
+        scales[t] = lib.pgs_quantize_i8_token(src + t * dim, dim, dst + t * dim)
+    return codes, scales
+
+
+def maxsim(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | None = None) -> float:
+    """ColBERT MaxSim: ``sum_i max_j <query_i, doc_j>`` — the server's ``maxsim(doc, query)``.
+
+    ``query`` is float32 (or float16, widened exactly) of shape ``(nq, dim)``.
+    ``doc`` is ``(nd, dim)`` float32, float16, or int8 codes with ``doc_scale``
+    (float32 ``(nd,)``, as returned by :func:`quantize_i8`).  At a given dispatch
+    level the result is bit-identical to the server's for the same tokens;
+    float16 and int8 documents score exactly like their dequantized float32 copy.
+    Equals numpy's ``(query @ doc.T).max(1).sum()`` up to float32 rounding.
+    """
+    q = _token_matrix(query, "query", (np.float32, np.float16))
+    if q.dtype == np.float16:
+        q = q.astype(np.float32)
+    d = _token_matrix(doc, "doc", (np.float32, np.float16, np.int8))
+    nq, dim = q.shape
+    nd = d.shape[0]
+    if d.shape[1] != dim:
+        raise ValueError(f"doc has {d.shape[1]} dimensions but query has {dim}")
+    scratch = ffi.new("char[]", int(lib.pgs_maxsim_scratch_bytes(dim)))
+    qp = ffi.cast("float *", ffi.from_buffer(q))
+    if d.dtype == np.int8:
+        if doc_scale is None:
+            raise ValueError("an int8 doc needs doc_scale (one float32 scale per token)")
+        sc = _float_vector(doc_scale, "doc_scale")
+        if sc.shape[0] != nd:
+            raise ValueError(f"doc_scale has {sc.shape[0]} entries but doc has {nd} tokens")
+        if (sc < 0).any():
+            raise ValueError("doc_scale must be non-negative")
+        return float(lib.pgs_maxsim_i8(qp, nq, ffi.cast("int8_t *", ffi.from_buffer(d)),
+                                       ffi.cast("float *", ffi.from_buffer(sc)), nd, dim, scratch))
+    if doc_scale is not None:
+        raise ValueError("doc_scale is only for int8 docs")
+    if d.dtype == np.float16:
+        return float(lib.pgs_maxsim_f16(qp, nq, ffi.cast("uint16_t *", ffi.from_buffer(d.view(np.uint16))),
+                                        nd, dim, scratch))
+    return float(lib.pgs_maxsim_f32(qp, nq, ffi.cast("float *", ffi.from_buffer(d)), nd, dim, scratch))

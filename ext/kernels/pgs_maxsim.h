@@ -1,0 +1,83 @@
+/*
+ * pgs_maxsim.h — late-interaction (ColBERT MaxSim) kernels.
+ *
+ * Plain C99 with no PostgreSQL headers, compiled into the extension and into
+ * the Python client's cffi module like pgs_kernels.c, whose dispatch level
+ * (pgs_kernels_level()) these kernels follow.
+ *
+ *   MaxSim(Q, D) = sum over query tokens q_i of max over document tokens d_j
+ *                  of <q_i, d_j>
+ *
+ * Tokens are stored row-major: token t of a set of n tokens of dim elements
+ * starts at element t * dim.  The query is always float32; a document is
+ * float32, IEEE binary16 (raw uint16 bit patterns) or int8 codes with one
+ * float32 scale per token (value = code * scale).
+ *
+ * Every document format is first widened to float32 in a small packed panel,
+ * so each <q_i, d_j> is the same float32 fused multiply-add chain over the
+ * dimensions at every SIMD level above scalar (the scalar level rounds each
+ * product separately): a float16 or int8 document scores exactly like its
+ * dequantized float32 copy.  Maxima are exact; the final sum is in double,
+ * in query-token order.
+ */
+#ifndef PGS_MAXSIM_H
+#define PGS_MAXSIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Bytes of scratch memory the kernels below need for tokens of dim
+ * dimensions (a packed panel of document tokens, 64-byte aligned inside).
+ * The caller allocates it once and may reuse it for any call with that dim
+ * or less.
+ */
+size_t		pgs_maxsim_scratch_bytes(int dim);
+
+/*
+ * Running maxima: for each query token i < nq,
+ *     qmax[i] = max(qmax[i], max over j < nd of <q_i, d_j>).
+ * Initialize qmax to -INFINITY for a fresh score.  Splitting the document
+ * tokens (or the query tokens, with the matching qmax slice) across calls
+ * gives bit-identical maxima, which lets a caller check for interrupts
+ * between calls.
+ */
+void		pgs_maxsim_update_f32(const float *q, int nq, const float *d, int nd, int dim,
+								  float *qmax, void *scratch);
+void		pgs_maxsim_update_f16(const float *q, int nq, const uint16_t *d, int nd, int dim,
+								  float *qmax, void *scratch);
+void		pgs_maxsim_update_i8(const float *q, int nq, const int8_t *d, const float *scale,
+								 int nd, int dim, float *qmax, void *scratch);
+
+/*
+ * MaxSim of a whole query against a whole document: the running maxima
+ * above from -INFINITY, summed in double.  nq == 0 gives 0; nd < 1 (an empty
+ * document, which has no MaxSim) gives NaN, never -INFINITY.
+ */
+double		pgs_maxsim_f32(const float *q, int nq, const float *d, int nd, int dim, void *scratch);
+double		pgs_maxsim_f16(const float *q, int nq, const uint16_t *d, int nd, int dim, void *scratch);
+double		pgs_maxsim_i8(const float *q, int nq, const int8_t *d, const float *scale,
+						  int nd, int dim, void *scratch);
+
+/* Sum of nq running maxima in double, in order (the last step of MaxSim). */
+double		pgs_maxsim_sum(const float *qmax, int nq);
+
+/*
+ * int8 quantization of one token of dim finite floats: scale = max|x| / 127
+ * (float32), code = rint(x / scale) (round half to even, float32 division),
+ * so value = code * scale and |code| <= 127.  An all-zero token, or one so
+ * tiny that the scale underflows to 0, gets scale 0 and all-zero codes.
+ * Returns the scale.  numpy: s = np.float32(np.abs(x).max() / np.float32(127));
+ * codes = np.rint(x / s).
+ */
+float		pgs_quantize_i8_token(const float *x, int dim, int8_t *codes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* PGS_MAXSIM_H */
