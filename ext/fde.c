@@ -229,6 +229,13 @@ TokensFromVectorArray(ArrayType *arr)
 	return t;
 }
 
+/* The kernel's progress callback: a long encoding stays cancellable. */
+static void
+FdeCheckInterrupts(void *arg)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* Validate everything, run the kernel, and return pgvector's vector. */
 static Datum
 EncodeFde(FunctionCallInfo fcinfo, const FdeTokens *t)
@@ -269,7 +276,8 @@ EncodeFde(FunctionCallInfo fcinfo, const FdeTokens *t)
 	result = (PgvVector *) palloc0(offsetof(PgvVector, x) + sizeof(float) * out_dim);
 	SET_VARSIZE(result, offsetof(PgvVector, x) + sizeof(float) * out_dim);
 	result->dim = (int16) out_dim;
-	rc = pgs_fde_encode(&p, is_query, t->x, (size_t) t->ntok, result->x, scratch, scratch_bytes);
+	rc = pgs_fde_encode_interruptible(&p, is_query, t->x, (size_t) t->ntok, result->x,
+									  scratch, scratch_bytes, FdeCheckInterrupts, NULL);
 	pfree(scratch);
 	ReportFdeError(rc);
 	PG_RETURN_POINTER(result);

@@ -338,6 +338,30 @@ def test_kernel_rejects_bad_calls_directly() -> None:
     assert lib.pgs_fde_scratch_bytes(p, 0) == 0 and lib.pgs_fde_scratch_bytes(p, 2**20 + 1) == 0
 
 
+def test_kernel_calls_the_interrupt_check() -> None:
+    """The extension passes CHECK_FOR_INTERRUPTS as this callback: once per repetition and per 1024 tokens."""
+    from pgsieve._kernels import ffi
+
+    p = FdeParams(8, reps=3, ksim=2, dproj=4)
+    x = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
+    cp = p._c_params(is_query=True)
+    need = lib.pgs_fde_scratch_bytes(cp, 3000)
+    scratch = np.empty(need, dtype=np.uint8)
+    out = np.empty(p.output_dim, dtype=np.float32)
+    calls = []
+
+    @ffi.callback("void(void *)")
+    def check(arg: object) -> None:
+        calls.append(1)
+
+    rc = lib.pgs_fde_encode_interruptible(
+        cp, 1, ffi.cast("float *", ffi.from_buffer(x)), 3000, ffi.cast("float *", ffi.from_buffer(out)),
+        ffi.from_buffer(scratch), need, check, ffi.NULL)
+    assert rc == lib.PGS_FDE_OK
+    assert len(calls) == 3 * (1 + 2)  # per repetition, and after blocks 1024 and 2048 of each
+    assert out.tobytes() == fde_query(x, p).tobytes()
+
+
 # ---------------------------------------------------------------------------
 # golden vectors
 # ---------------------------------------------------------------------------

@@ -974,6 +974,18 @@ int
 pgs_fde_encode(const PgsFdeParams *p, int is_query, const float *tokens, size_t ntok,
 			   float *out, void *scratch, size_t scratch_bytes)
 {
+	return pgs_fde_encode_interruptible(p, is_query, tokens, ntok, out, scratch, scratch_bytes,
+										NULL, NULL);
+}
+
+/* blocks of FDE_LANES tokens between two calls of the check callback */
+#define FDE_CHECK_BLOCKS 64
+
+int
+pgs_fde_encode_interruptible(const PgsFdeParams *p, int is_query, const float *tokens,
+							 size_t ntok, float *out, void *scratch, size_t scratch_bytes,
+							 void (*check) (void *), void *arg)
+{
 	FdeScratch	s;
 	FdeOps		ops;
 	size_t		npad = padded_tokens(ntok);
@@ -1005,6 +1017,8 @@ pgs_fde_encode(const PgsFdeParams *p, int is_query, const float *tokens, size_t 
 
 	for (uint32_t r = 0; r < (uint32_t) p->reps; r++)
 	{
+		if (check)
+			check(arg);
 		draw_rep(p, r, &s);
 		for (size_t b = 0; b < npad; b += FDE_LANES)
 		{
@@ -1012,6 +1026,8 @@ pgs_fde_encode(const PgsFdeParams *p, int is_query, const float *tokens, size_t 
 
 			if (p->ksim == 0 && yl == NULL)
 				break;			/* identity, one partition: nothing per token */
+			if (check && b > 0 && b % (FDE_CHECK_BLOCKS * FDE_LANES) == 0)
+				check(arg);
 			memset(s.label + b, 0, FDE_LANES * sizeof(uint32_t));
 			if (yl)
 				memset(yl, 0, dp * FDE_LANES * sizeof(double));

@@ -82,6 +82,17 @@ size_t		pgs_fde_scratch_bytes(const PgsFdeParams *p, size_t ntok);
 int			pgs_fde_encode(const PgsFdeParams *p, int is_query, const float *tokens,
 						   size_t ntok, float *out, void *scratch, size_t scratch_bytes);
 
+/*
+ * The same, calling check(arg) at least once per repetition and per 1024
+ * tokens, so that a long encoding can be interrupted (the extension passes a
+ * CHECK_FOR_INTERRUPTS wrapper, which may longjmp out: the kernel holds
+ * nothing but the caller's memory).
+ */
+int			pgs_fde_encode_interruptible(const PgsFdeParams *p, int is_query,
+										 const float *tokens, size_t ntok, float *out,
+										 void *scratch, size_t scratch_bytes,
+										 void (*check) (void *), void *arg);
+
 /* The spec's counter-based PRNG, exposed so tests can check it directly:
  * SplitMix64 of key(seed, rep, stream) ^ index (see pgs_fde.c). */
 uint64_t	pgs_fde_draw(uint64_t seed, uint64_t rep, uint64_t stream, uint64_t index);
