@@ -199,3 +199,26 @@ CREATE OPERATOR @# (
 	LEFTARG = multivec, RIGHTARG = multivec, PROCEDURE = maxsim_distance
 );
 COMMENT ON OPERATOR @# (multivec, multivec) IS 'doc @# query = -maxsim(doc, query): ORDER BY doc @# query LIMIT k ranks by MaxSim';
+
+-- MUVERA FDE: fixed dimensional encodings of token sets (pgsieve FDE spec v1,
+-- ext/kernels/pgs_fde.c).  <FDE(query), FDE(doc)> approximates MaxSim.
+-- Not STRICT: fill_empty's default NULL means "true for documents, false for
+-- queries"; NULL tokens give NULL, a NULL in another argument is an error.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION muvera_fde(tokens real[], is_query boolean, reps integer DEFAULT 20,
+						   ksim integer DEFAULT 5, dproj integer DEFAULT 16, seed bigint DEFAULT 42,
+						   fill_empty boolean DEFAULT NULL, final_dim integer DEFAULT 0) RETURNS vector
+	AS 'MODULE_PATHNAME', 'pgsieve_muvera_fde_real' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION muvera_fde(tokens vector[], is_query boolean, reps integer DEFAULT 20,
+						   ksim integer DEFAULT 5, dproj integer DEFAULT 16, seed bigint DEFAULT 42,
+						   fill_empty boolean DEFAULT NULL, final_dim integer DEFAULT 0) RETURNS vector
+	AS 'MODULE_PATHNAME', 'pgsieve_muvera_fde_vector' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION muvera_fde(real[], boolean, integer, integer, integer, bigint, boolean, integer) IS
+	'MUVERA fixed dimensional encoding of a token matrix (ntok x dim real[]): query = SUM, document = AVERAGE per SimHash partition';
+COMMENT ON FUNCTION muvera_fde(vector[], boolean, integer, integer, integer, bigint, boolean, integer) IS
+	'MUVERA fixed dimensional encoding of an array of token vectors: query = SUM, document = AVERAGE per SimHash partition';
+
+-- ---------------------------------------------------------------------------
+-- end of MUVERA FDE
+-- ---------------------------------------------------------------------------
