@@ -28,6 +28,7 @@
 
 #include "pgs_fde.h"
 #include "pgsieve.h"
+#include "multivec/multivec.h"
 #include "pgvector_types.h"
 
 #define FDE_FN "muvera_fde"
@@ -88,9 +89,9 @@ GetFdeParams(FunctionCallInfo fcinfo, int dim, bool *is_query)
 	return p;
 }
 
-/* ereport a kernel error code (never returns for a non-OK code) */
-static void
-ReportFdeError(int rc)
+/* ereport a kernel error code as an error of who (never returns for a non-OK code) */
+void
+PgsFdeReportError(const char *who, int rc)
 {
 	int			sqlstate;
 
@@ -118,12 +119,12 @@ ReportFdeError(int rc)
 	}
 	ereport(ERROR,
 			(errcode(sqlstate),
-			 errmsg("%s: %s", FDE_FN, pgs_fde_strerror(rc))));
+			 errmsg("%s: %s", who, pgs_fde_strerror(rc))));
 }
 
 /* Every value finite, naming the first bad token (1-based, as SQL arrays). */
 static void
-CheckTokensFinite(const FdeTokens *t)
+CheckTokensFinite(const char *who, const FdeTokens *t)
 {
 	for (int i = 0; i < t->ntok; i++)
 	{
@@ -135,7 +136,7 @@ CheckTokensFinite(const FdeTokens *t)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_EXCEPTION),
 						 errmsg("%s: token %d contains %s at dimension %d; values must be finite",
-								FDE_FN, i + 1, isnan(row[j]) ? "NaN" : "Infinity", j + 1)));
+								who, i + 1, isnan(row[j]) ? "NaN" : "Infinity", j + 1)));
 	}
 }
 
@@ -236,6 +237,43 @@ FdeCheckInterrupts(void *arg)
 	CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * Encode ntok tokens of dim floats into out (pgs_fde_output_dim floats) as a
+ * query or a document FDE, reporting any problem as an error of who (the SQL
+ * function, or the multivec_fde index).  p->dim must be dim.
+ */
+void
+PgsFdeEncode(const char *who, const PgsFdeParams *p, bool is_query, const float *x, int ntok,
+			 float *out)
+{
+	FdeTokens	t;
+	size_t		scratch_bytes;
+	void	   *scratch;
+	int			rc;
+
+	t.x = x;
+	t.ntok = ntok;
+	t.dim = p->dim;
+	if (ntok < 1)
+		PgsFdeReportError(who, PGS_FDE_ERR_NO_TOKENS);
+	PgsFdeReportError(who, pgs_fde_check(p, is_query));
+	if ((size_t) ntok > PGS_FDE_MAX_TOKENS)
+		PgsFdeReportError(who, PGS_FDE_ERR_TOO_MANY_TOKENS);
+	CheckTokensFinite(who, &t);
+
+	scratch_bytes = pgs_fde_scratch_bytes(p, (size_t) ntok);
+	if (scratch_bytes == 0 || scratch_bytes > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s: %d tokens of %d dimensions with these parameters need more than 1 GB of working memory",
+						who, ntok, p->dim)));
+	scratch = palloc(scratch_bytes);
+	rc = pgs_fde_encode_interruptible(p, is_query, x, (size_t) ntok, out,
+									  scratch, scratch_bytes, FdeCheckInterrupts, NULL);
+	pfree(scratch);
+	PgsFdeReportError(who, rc);
+}
+
 /* Validate everything, run the kernel, and return pgvector's vector. */
 static Datum
 EncodeFde(FunctionCallInfo fcinfo, const FdeTokens *t)
@@ -243,14 +281,11 @@ EncodeFde(FunctionCallInfo fcinfo, const FdeTokens *t)
 	bool		is_query;
 	PgsFdeParams p = GetFdeParams(fcinfo, t->dim, &is_query);
 	size_t		out_dim;
-	size_t		scratch_bytes;
-	void	   *scratch;
 	PgvVector  *result;
-	int			rc;
 
 	if (t->ntok < 1)
-		ReportFdeError(PGS_FDE_ERR_NO_TOKENS);
-	ReportFdeError(pgs_fde_check(&p, is_query));
+		PgsFdeReportError(FDE_FN, PGS_FDE_ERR_NO_TOKENS);
+	PgsFdeReportError(FDE_FN, pgs_fde_check(&p, is_query));
 	out_dim = pgs_fde_output_dim(&p);
 	if (out_dim > PGV_VECTOR_MAX_DIM)
 		ereport(ERROR,
@@ -262,24 +297,10 @@ EncodeFde(FunctionCallInfo fcinfo, const FdeTokens *t)
 						   p.dproj > 0 ? p.dproj : p.dim),
 				 errhint("Pass final_dim (at most %d) to count-sketch it down, or lower reps, ksim or dproj.",
 						 PGV_VECTOR_MAX_DIM)));
-	if ((size_t) t->ntok > PGS_FDE_MAX_TOKENS)
-		ReportFdeError(PGS_FDE_ERR_TOO_MANY_TOKENS);
-	CheckTokensFinite(t);
-
-	scratch_bytes = pgs_fde_scratch_bytes(&p, (size_t) t->ntok);
-	if (scratch_bytes == 0 || scratch_bytes > MaxAllocSize)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: %d tokens of %d dimensions with these parameters need more than 1 GB of working memory",
-						FDE_FN, t->ntok, t->dim)));
-	scratch = palloc(scratch_bytes);
 	result = (PgvVector *) palloc0(offsetof(PgvVector, x) + sizeof(float) * out_dim);
 	SET_VARSIZE(result, offsetof(PgvVector, x) + sizeof(float) * out_dim);
 	result->dim = (int16) out_dim;
-	rc = pgs_fde_encode_interruptible(&p, is_query, t->x, (size_t) t->ntok, result->x,
-									  scratch, scratch_bytes, FdeCheckInterrupts, NULL);
-	pfree(scratch);
-	ReportFdeError(rc);
+	PgsFdeEncode(FDE_FN, &p, is_query, t->x, t->ntok, result->x);
 	PG_RETURN_POINTER(result);
 }
 
@@ -304,5 +325,21 @@ pgsieve_muvera_fde_vector(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(ARG_TOKENS))
 		PG_RETURN_NULL();
 	t = TokensFromVectorArray(PG_GETARG_ARRAYTYPE_P(ARG_TOKENS));
+	return EncodeFde(fcinfo, &t);
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(pgsieve_muvera_fde_multivec);
+Datum
+pgsieve_muvera_fde_multivec(PG_FUNCTION_ARGS)
+{
+	FdeTokens	t;
+	MultiVec   *mv;
+
+	if (PG_ARGISNULL(ARG_TOKENS))
+		PG_RETURN_NULL();
+	mv = PG_GETARG_MULTIVEC_P(ARG_TOKENS);
+	t.x = MultiVecFloats(mv);
+	t.ntok = mv->ntok;
+	t.dim = mv->dim;
 	return EncodeFde(fcinfo, &t);
 }

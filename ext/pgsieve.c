@@ -19,6 +19,7 @@ _PG_init(void)
 {
 	pgs_kernels_init();
 	BscanInit();
+	MvfdeInit();
 	SblockInit();
 	MarkGUCPrefixReserved("pgsieve");
 }

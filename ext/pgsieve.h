@@ -12,4 +12,10 @@
 
 extern void _PG_init(void);
 
+/* fde.c: the MUVERA kernel with errors reported as who's */
+struct PgsFdeParams;
+extern void PgsFdeReportError(const char *who, int rc);
+extern void PgsFdeEncode(const char *who, const struct PgsFdeParams *p, bool is_query, const float *x,
+						 int ntok, float *out);
+
 #endif							/* PGSIEVE_H */

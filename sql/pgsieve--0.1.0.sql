@@ -222,3 +222,26 @@ COMMENT ON FUNCTION muvera_fde(vector[], boolean, integer, integer, integer, big
 -- ---------------------------------------------------------------------------
 -- end of MUVERA FDE
 -- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- multivec_fde index access method: MUVERA FDE candidates, exact MaxSim order
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION muvera_fde(tokens multivec, is_query boolean, reps integer DEFAULT 20,
+		ksim integer DEFAULT 5, dproj integer DEFAULT 16, seed bigint DEFAULT 42,
+		fill_empty boolean DEFAULT NULL, final_dim integer DEFAULT 0) RETURNS vector
+	AS 'MODULE_PATHNAME', 'pgsieve_muvera_fde_multivec' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION muvera_fde(multivec, boolean, integer, integer, integer, bigint, boolean, integer) IS
+	'MUVERA fixed dimensional encoding of a multivec (query: sum per partition; document: average, filled)';
+
+CREATE FUNCTION multivec_fde_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME', 'multivec_fde_handler' LANGUAGE C;
+CREATE ACCESS METHOD multivec_fde TYPE INDEX HANDLER multivec_fde_handler;
+COMMENT ON ACCESS METHOD multivec_fde IS
+	'multivector index: MUVERA FDE codes gather candidates, exact MaxSim (@#) re-ranks them';
+
+CREATE FUNCTION multivec_fde_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'multivec_fde_support' LANGUAGE C;
+
+CREATE OPERATOR CLASS multivec_maxsim_ops DEFAULT FOR TYPE multivec USING multivec_fde AS
+	OPERATOR 5 @# (multivec, multivec) FOR ORDER BY pg_catalog.float_ops,
+	FUNCTION 1 multivec_fde_support(internal);

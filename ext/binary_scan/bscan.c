@@ -67,11 +67,11 @@ bscanoptions(Datum reloptions, bool validate)
 /*
  * Cost: a scan reads every index page and computes one Hamming distance per
  * row before it returns its first row (so it is all startup cost), scores the
- * gathered candidates asymmetrically, then fetches pgsieve.binary_rerank heap
- * rows to re-rank them.
+ * gathered candidates asymmetrically, then fetches rerank heap rows to
+ * re-rank them.
  */
-static void
-bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+void
+BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample,
 				  Cost *indexStartupCost, Cost *indexTotalCost,
 				  Selectivity *indexSelectivity, double *indexCorrelation,
 				  double *indexPages)
@@ -79,8 +79,8 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	IndexOptInfo *index = path->indexinfo;
 	double		tuples = Max(index->tuples, 1);
 	double		pages = Max(index->pages, 1);
-	double		rerank = Min(bscan_rerank, tuples);
-	double		gathered = Min((double) bscan_rerank * bscan_oversample, tuples);
+	double		reranked = Min(rerank, tuples);
+	double		gathered = Min((double) rerank * oversample, tuples);
 
 	if (PgsCostWithoutOrderBy(path, indexStartupCost, indexTotalCost, indexSelectivity,
 							  indexCorrelation, indexPages))
@@ -89,14 +89,37 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	*indexStartupCost = pages * seq_page_cost +
 		tuples * cpu_operator_cost +
 		gathered * cpu_operator_cost * 4 +
-		rerank * (cpu_tuple_cost + cpu_operator_cost + 0.25 * random_page_cost);
+		reranked * (cpu_tuple_cost + cpu_operator_cost + 0.25 * random_page_cost);
 	*indexTotalCost = *indexStartupCost + tuples * cpu_index_tuple_cost * 0.01;
 	*indexSelectivity = 1.0;
 	*indexCorrelation = 0;
 	*indexPages = pages;
 }
 
-static char *
+static void
+bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+				  Cost *indexStartupCost, Cost *indexTotalCost,
+				  Selectivity *indexSelectivity, double *indexCorrelation,
+				  double *indexPages)
+{
+	BscanCostEstimate(root, path, bscan_rerank, bscan_oversample, indexStartupCost, indexTotalCost,
+					  indexSelectivity, indexCorrelation, indexPages);
+}
+
+/* the re-rank and oversampling settings that apply to an index of this kind */
+int
+BscanRerank(int kind)
+{
+	return kind == BSCAN_KIND_MULTIVEC ? mvfde_rerank : bscan_rerank;
+}
+
+int
+BscanOversample(int kind)
+{
+	return kind == BSCAN_KIND_MULTIVEC ? mvfde_oversample : bscan_oversample;
+}
+
+char *
 bscanbuildphasename(int64 phasenum)
 {
 	switch (phasenum)
@@ -112,7 +135,7 @@ bscanbuildphasename(int64 phasenum)
 	}
 }
 
-static bool
+bool
 bscanvalidate(Oid opclassoid)
 {
 	return true;

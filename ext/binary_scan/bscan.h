@@ -39,13 +39,14 @@
 #include "access/generic_xlog.h"
 #include "access/reloptions.h"
 #include "nodes/execnodes.h"
+#include "nodes/pathnodes.h"
 #include "storage/bufpage.h"
 #include "utils/relcache.h"
 
 #include "pgsieve_compat.h"
 
 #define BSCAN_MAGIC				0x42534331	/* "BSC1" */
-#define BSCAN_VERSION			1
+#define BSCAN_VERSION			2	/* 2: MUVERA parameters in BscanParams */
 #define BSCAN_METAPAGE_BLKNO	0
 
 /* page kinds, in the special space */
@@ -58,12 +59,14 @@
 #define BSCAN_KIND_VECTOR		1
 #define BSCAN_KIND_HALFVEC		2
 #define BSCAN_KIND_BIT			3
+#define BSCAN_KIND_MULTIVEC		4	/* multivec, coded through its MUVERA FDE (multivec_fde) */
 
 /* distance, from the ORDER BY operator's strategy number in the opclass */
 #define BSCAN_L2_STRATEGY		1
 #define BSCAN_IP_STRATEGY		2
 #define BSCAN_COSINE_STRATEGY	3
 #define BSCAN_HAMMING_STRATEGY	4
+#define BSCAN_MAXSIM_STRATEGY	5	/* multivec @# multivec: negated MaxSim */
 
 /* quantizer reloption */
 #define BSCAN_QUANTIZER_SIGN	0
@@ -111,6 +114,14 @@ typedef struct BscanParams
 	BlockNumber thresholdPages; /* number of statistics pages after block 0 */
 	BlockNumber insertPage;		/* data page that receives inserts */
 	BlockNumber nullPage;		/* null page that receives inserts */
+	/* multivec_fde: the FDE the codes quantize (0 elsewhere) */
+	int32		tokenDim;		/* token dimensions, 0 until the first value */
+	int32		fdeReps;
+	int32		fdeKsim;
+	int32		fdeDproj;
+	int32		fdeFinalDim;
+	int32		unused;
+	uint64		fdeSeed;
 } BscanParams;
 
 typedef struct BscanMetaPageData
@@ -145,6 +156,12 @@ typedef struct BscanOptions
 {
 	int32		vl_len_;		/* varlena header */
 	int			quantizer;
+	/* multivec_fde only */
+	int			reps;
+	int			ksim;
+	int			dproj;
+	int			finalDim;
+	int			seed;
 } BscanOptions;
 
 /* The index's description: the meta page's parameters and the learned statistics. */
@@ -158,9 +175,23 @@ typedef struct BscanInfo
 /* GUCs */
 extern int	bscan_rerank;
 extern int	bscan_oversample;
+extern int	mvfde_rerank;
+extern int	mvfde_oversample;
 
 /* bscan.c */
 extern void BscanInit(void);
+extern void BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample,
+							  Cost *indexStartupCost, Cost *indexTotalCost,
+							  Selectivity *indexSelectivity, double *indexCorrelation,
+							  double *indexPages);
+extern char *bscanbuildphasename(int64 phasenum);
+extern bool bscanvalidate(Oid opclassoid);
+
+/* ../multivec_fde/mvfde.c: the multivec kind */
+extern void MvfdeInit(void);
+extern void MvfdeInitParams(Relation index, BscanParams *p);
+extern int	MvfdeValueDims(Datum value, BscanParams *p);
+extern void MvfdeValueToFloats(Datum value, const BscanParams *p, bool query, float *out);
 
 /* bscanutils.c */
 extern int	BscanGetKind(Relation index);
@@ -171,8 +202,10 @@ extern void BscanInitPage(Page page, uint16 kind);
 extern void BscanReadInfo(Relation index, BscanInfo *info);
 extern void BscanCachedStats(Relation index, BscanInfo *info);
 extern void BscanWriteMetaPage(Page page, const BscanInfo *info);
-extern int	BscanValueDims(Datum value, int kind);
-extern bool BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims);
+extern int	BscanValueDims(Datum value, BscanParams *p);
+extern bool BscanValueToFloats(Datum value, const BscanParams *p, bool query, float *out);
+extern int	BscanRerank(int kind);
+extern int	BscanOversample(int kind);
 extern void BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch);
 extern void BscanCheckDims(int got, int expected);
 

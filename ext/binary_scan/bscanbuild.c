@@ -52,7 +52,7 @@ typedef struct BscanBuildState
 static void
 BscanBuildSeeDims(BscanBuildState *bs, Datum value)
 {
-	int			dims = BscanValueDims(value, bs->info.p.kind);
+	int			dims = BscanValueDims(value, &bs->info.p);
 
 	if (bs->info.p.dims == 0)
 	{
@@ -89,7 +89,7 @@ BscanMeanCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 		bs->sumsq = MemoryContextAllocZero(parent, sizeof(double) * bs->info.p.dims);
 		bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.p.dims);
 	}
-	if (BscanValueToFloats(value, bs->info.p.kind, bs->info.p.metric, bs->scratch, bs->info.p.dims))
+	if (BscanValueToFloats(value, &bs->info.p, false, bs->scratch))
 	{
 		for (int i = 0; i < bs->info.p.dims; i++)
 		{
@@ -254,7 +254,9 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 	bs->info.p.nullPage = InvalidBlockNumber;
 	bs->lastPage = InvalidBlockNumber;
 	bs->lastNullPage = InvalidBlockNumber;
-	if (typmod > 0)
+	if (bs->info.p.kind == BSCAN_KIND_MULTIVEC)
+		MvfdeInitParams(index, &bs->info.p);	/* FDE parameters; dims from a typmod */
+	else if (typmod > 0)
 	{
 		if (typmod > BSCAN_MAX_DIM)
 			ereport(ERROR,

@@ -68,6 +68,16 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 		UnlockReleaseBuffer(metabuf);
 		BscanCheckDims(info->p.dims, expected);
 	}
+	if (code && meta->p.tokenDim != 0 && meta->p.tokenDim != info->p.tokenDim)
+	{
+		int			expected = meta->p.tokenDim;
+
+		UnlockReleaseBuffer(metabuf);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("multivec_fde index expects tokens of %d dimensions, got %d",
+						expected, info->p.tokenDim)));
+	}
 	fixDims = code && meta->p.dims == 0;
 
 	target = code ? meta->p.insertPage : meta->p.nullPage;
@@ -100,6 +110,7 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 		if (fixDims)
 		{
 			meta->p.dims = info->p.dims;
+			meta->p.tokenDim = info->p.tokenDim;
 			meta->p.codeBytes = info->p.codeBytes;
 			meta->p.capacity = info->p.capacity;
 		}
@@ -145,7 +156,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	if (info.p.dims == 0)
 	{
 		/* first value into an index built on an empty table without typmod */
-		info.p.dims = BscanValueDims(value, info.p.kind);
+		info.p.dims = BscanValueDims(value, &info.p);
 		info.p.codeBytes = (info.p.dims + 7) / 8;
 		info.p.capacity = BscanCapacity(info.p.codeBytes);
 		if (info.p.capacity < 1)
@@ -154,7 +165,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 					 errmsg("binary_scan index cannot hold codes of %d bits", info.p.dims)));
 	}
 	else
-		BscanCheckDims(BscanValueDims(value, info.p.kind), info.p.dims);
+		BscanCheckDims(BscanValueDims(value, &info.p), info.p.dims);
 
 	BscanCachedStats(index, &info);
 	code = palloc(info.p.codeBytes);

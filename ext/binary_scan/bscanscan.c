@@ -287,8 +287,8 @@ BscanStartScan(IndexScanDesc scan)
 	so->gathersDone = (info->p.dims == 0);	/* nothing was ever indexed */
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
 	so->rerankHeap = so->haveQuery && info->p.kind != BSCAN_KIND_BIT;
-	so->useEstimate = so->rerankHeap && bscan_oversample > 1;
-	so->chunkSize = bscan_rerank;
+	so->useEstimate = so->rerankHeap && BscanOversample(info->p.kind) > 1;
+	so->chunkSize = BscanRerank(info->p.kind);
 	if (so->gathersDone)
 	{
 		MemoryContextSwitchTo(old);
@@ -298,14 +298,15 @@ BscanStartScan(IndexScanDesc scan)
 	/* no gather needs more room than the index has entries */
 	dataPages = RelationGetNumberOfBlocks(scan->indexRelation) - 1 - info->p.thresholdPages;
 	so->maxEntries = (int) Min((int64) dataPages * info->p.capacity + 1, (int64) PG_INT32_MAX / 4);
-	so->gatherSize = (int) Min((int64) bscan_rerank * (so->useEstimate ? bscan_oversample : 1),
+	so->gatherSize = (int) Min((int64) BscanRerank(info->p.kind) *
+							   (so->useEstimate ? BscanOversample(info->p.kind) : 1),
 							   (int64) so->maxEntries);
 
 	so->qcode = palloc0(info->p.codeBytes);
 	if (so->haveQuery)
 	{
 		Datum		value = PointerGetDatum(PG_DETOAST_DATUM(ob->sk_argument));
-		int			qdims = BscanValueDims(value, info->p.kind);
+		int			qdims = BscanValueDims(value, &info->p);
 
 		BscanCheckDims(qdims, info->p.dims);
 		if (info->p.kind == BSCAN_KIND_BIT)
@@ -314,7 +315,7 @@ BscanStartScan(IndexScanDesc scan)
 		{
 			float	   *q = palloc(sizeof(float) * info->p.dims);
 
-			BscanValueToFloats(value, info->p.kind, info->p.metric, q, info->p.dims);
+			BscanValueToFloats(value, &info->p, true, q);
 			pgs_quantize_f32(q, info->thresholds, info->p.dims, so->qcode);
 			if (so->useEstimate)
 				so->lut = BscanBuildLut(info, q);

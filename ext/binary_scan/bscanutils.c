@@ -33,7 +33,7 @@ BscanGetKind(Relation index)
 int
 BscanGetMetric(Relation index)
 {
-	for (int s = BSCAN_L2_STRATEGY; s <= BSCAN_HAMMING_STRATEGY; s++)
+	for (int s = BSCAN_L2_STRATEGY; s <= BSCAN_MAXSIM_STRATEGY; s++)
 	{
 		if (OidIsValid(get_opfamily_member(index->rd_opfamily[0],
 										   index->rd_opcintype[0],
@@ -186,19 +186,25 @@ BscanCheckDims(int got, int expected)
 				 errmsg("binary_scan index expects %d dimensions, got %d", expected, got)));
 }
 
-/* number of dimensions (bits for bit) of an indexed value */
+/*
+ * Number of dimensions (bits for bit) of an indexed value; for a multivec,
+ * of its FDE (the first value fixes the token dimensions in *p).
+ */
 int
-BscanValueDims(Datum value, int kind)
+BscanValueDims(Datum value, BscanParams *p)
 {
 	int			dims;
 
-	switch (kind)
+	switch (p->kind)
 	{
 		case BSCAN_KIND_VECTOR:
 			dims = DatumGetPgvVector(value)->dim;
 			break;
 		case BSCAN_KIND_HALFVEC:
 			dims = DatumGetPgvHalfVector(value)->dim;
+			break;
+		case BSCAN_KIND_MULTIVEC:
+			dims = MvfdeValueDims(value, p);
 			break;
 		default:
 			dims = VARBITLEN(DatumGetVarBitP(value));
@@ -208,23 +214,32 @@ BscanValueDims(Datum value, int kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("binary_scan index cannot index an empty %s",
-						kind == BSCAN_KIND_BIT ? "bit string" : "vector")));
+						p->kind == BSCAN_KIND_BIT ? "bit string" : "vector")));
 	if (dims > BSCAN_MAX_DIM)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("binary_scan index supports at most %d dimensions, got %d",
+				 errmsg("%s index supports at most %d dimensions, got %d",
+						p->kind == BSCAN_KIND_MULTIVEC ? "multivec_fde" : "binary_scan",
 						BSCAN_MAX_DIM, dims)));
 	return dims;
 }
 
 /*
- * Copy a vector or halfvec value into dims floats, normalized for cosine.
+ * The floats a vector or halfvec value is coded from (normalized for
+ * cosine), or a multivec's FDE (the query's or the document's encoding).
  * Returns false for a zero vector under cosine (its distance is undefined).
  */
 bool
-BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims)
+BscanValueToFloats(Datum value, const BscanParams *p, bool query, float *out)
 {
-	if (kind == BSCAN_KIND_VECTOR)
+	int			dims = p->dims;
+
+	if (p->kind == BSCAN_KIND_MULTIVEC)
+	{
+		MvfdeValueToFloats(value, p, query, out);
+		return true;
+	}
+	if (p->kind == BSCAN_KIND_VECTOR)
 	{
 		PgvVector  *v = DatumGetPgvVector(value);
 
@@ -240,7 +255,7 @@ BscanValueToFloats(Datum value, int kind, int metric, float *out, int dims)
 			out[i] = pgs_f16_to_f32(v->x[i]);
 	}
 
-	if (metric == BSCAN_COSINE_STRATEGY)
+	if (p->metric == BSCAN_COSINE_STRATEGY)
 	{
 		double		norm = 0;
 
@@ -271,6 +286,6 @@ BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch)
 		memcpy(code, VARBITS(v), info->p.codeBytes);
 		return;
 	}
-	BscanValueToFloats(value, info->p.kind, info->p.metric, scratch, info->p.dims);
+	BscanValueToFloats(value, &info->p, false, scratch);
 	pgs_quantize_f32(scratch, info->thresholds, info->p.dims, code);
 }
