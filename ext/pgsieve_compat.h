@@ -68,6 +68,13 @@ typedef Oid RelFileNumber;
 	ReadRecentBuffer((rel)->rd_node, MAIN_FORKNUM, (blkno), (recent))
 #endif
 
+/* PG 16 renamed SetSingleFuncCall to InitMaterializedSRF */
+#if PG_VERSION_NUM >= 160000
+#define PgsInitMaterializedSRF(fcinfo, flags) InitMaterializedSRF(fcinfo, flags)
+#else
+#define PgsInitMaterializedSRF(fcinfo, flags) SetSingleFuncCall(fcinfo, flags)
+#endif
+
 #if PG_VERSION_NUM >= 180000
 #define PGS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pgsieve", .version = "0.1.0")
 #else

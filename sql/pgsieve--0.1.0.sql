@@ -245,3 +245,12 @@ CREATE FUNCTION multivec_fde_support(internal) RETURNS internal
 CREATE OPERATOR CLASS multivec_maxsim_ops DEFAULT FOR TYPE multivec USING multivec_fde AS
 	OPERATOR 5 @# (multivec, multivec) FOR ORDER BY pg_catalog.float_ops,
 	FUNCTION 1 multivec_fde_support(internal);
+
+-- MaxSim re-ranking of a first stage's candidates, with candidate pruning
+-- (alpha) and early exit (beta); rows are fetched lazily by TID
+CREATE FUNCTION maxsim_rerank(tbl regclass, col name, tids tid[], scores float8[], query multivec,
+		k integer, alpha float8 DEFAULT NULL, beta integer DEFAULT NULL)
+	RETURNS TABLE (tid tid, score float8)
+	AS 'MODULE_PATHNAME', 'pgsieve_maxsim_rerank' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
+COMMENT ON FUNCTION maxsim_rerank(regclass, name, tid[], float8[], multivec, integer, float8, integer) IS
+	'top k of first-stage candidates (tids in descending first-stage score order) by exact MaxSim against query; alpha: candidate pruning, beta: early exit';

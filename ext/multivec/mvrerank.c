@@ -1,0 +1,309 @@
+/*
+ * mvrerank.c — MaxSim re-ranking of a first stage's candidates, with the
+ * candidate pruning (CP) and early exit (EE) of "Multivector Reranking in
+ * the Era of Strong First-Stage Retrievers" (Martinico et al., 2026).
+ *
+ *   maxsim_rerank(tbl regclass, col name, tids tid[], scores float8[],
+ *                 query multivec, k int, alpha float8 DEFAULT NULL,
+ *                 beta int DEFAULT NULL) RETURNS TABLE (tid tid, score float8)
+ *
+ * tids/scores are the first stage's candidates in descending score order
+ * (e.g. from a sparse_block scan: -(emb <#> q)).  Each candidate's row is
+ * fetched from tbl by TID with the statement's snapshot, only when it is
+ * scored, so pruned and skipped candidates cost neither heap access nor
+ * detoasting.  Invisible rows and NULL values are skipped.
+ *   CP (alpha): candidates whose first-stage score is below (1 - alpha) x
+ *   the k-th candidate's are dropped before scoring.
+ *   EE (beta): the first k candidates fill a top-k; afterwards scoring stops
+ *   after beta consecutive candidates that do not enter it.
+ * The top k come back by descending MaxSim (ties: first-stage order), so
+ * "sparse gather -> MaxSim re-rank" is one SQL statement joining on ctid.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+
+#include "multivec.h"
+
+#define RR_FN "maxsim_rerank"
+
+typedef struct RerankHit
+{
+	double		score;
+	int			pos;			/* first-stage position: the tie-breaker */
+	ItemPointerData tid;
+} RerankHit;
+
+/* heap order: a is worse than b */
+static inline bool
+HitWorse(const RerankHit *a, const RerankHit *b)
+{
+	if (a->score != b->score)
+		return a->score < b->score;
+	return a->pos > b->pos;
+}
+
+static void
+SiftDown(RerankHit *h, int n, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					m = i;
+		RerankHit	t;
+
+		if (l < n && HitWorse(&h[l], &h[m]))
+			m = l;
+		if (r < n && HitWorse(&h[r], &h[m]))
+			m = r;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Offer a hit to the top-k min-heap; true if it entered. */
+static bool
+HeapOffer(RerankHit *h, int *n, int k, const RerankHit *hit)
+{
+	if (*n < k)
+	{
+		int			i = (*n)++;
+
+		h[i] = *hit;
+		while (i > 0 && HitWorse(&h[i], &h[(i - 1) / 2]))
+		{
+			RerankHit	t = h[i];
+
+			h[i] = h[(i - 1) / 2];
+			h[(i - 1) / 2] = t;
+			i = (i - 1) / 2;
+		}
+		return true;
+	}
+	if (!HitWorse(&h[0], hit))
+		return false;
+	h[0] = *hit;
+	SiftDown(h, *n, 0);
+	return true;
+}
+
+static int
+HitCmpBestFirst(const void *a, const void *b)
+{
+	const RerankHit *x = a;
+	const RerankHit *y = b;
+
+	if (HitWorse(x, y))
+		return 1;
+	if (HitWorse(y, x))
+		return -1;
+	return 0;
+}
+
+/* The candidate arrays, checked: one dimension, same length, no NULLs. */
+static int
+RerankArrays(ArrayType *tids, ArrayType *scores, ItemPointer *tidv, float8 **scorev)
+{
+	int			ntid,
+				nscore;
+	Datum	   *td,
+			   *sd;
+	bool	   *tn,
+			   *sn;
+
+	if (ARR_NDIM(tids) > 1 || ARR_NDIM(scores) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s: tids and scores must be one-dimensional arrays", RR_FN)));
+	deconstruct_array(tids, TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT, &td, &tn, &ntid);
+	deconstruct_array(scores, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &sd, &sn, &nscore);
+	if (ntid != nscore)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s: %d tids but %d scores", RR_FN, ntid, nscore)));
+	*tidv = palloc(sizeof(ItemPointerData) * Max(ntid, 1));
+	*scorev = palloc(sizeof(float8) * Max(ntid, 1));
+	for (int i = 0; i < ntid; i++)
+	{
+		if (tn[i] || sn[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s: candidate %d has a NULL tid or score", RR_FN, i + 1)));
+		(*tidv)[i] = *DatumGetItemPointer(td[i]);
+		(*scorev)[i] = DatumGetFloat8(sd[i]);
+		if (isnan((*scorev)[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("%s: candidate %d has a NaN score", RR_FN, i + 1)));
+		if (i > 0 && (*scorev)[i] > (*scorev)[i - 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s: candidates must come in descending first-stage score order (candidate %d scores above candidate %d)",
+							RR_FN, i + 1, i)));
+	}
+	return ntid;
+}
+
+/* The multivec column col of rel (checking the caller may read it). */
+static AttrNumber
+RerankColumn(Relation rel, Name col)
+{
+	AttrNumber	att = get_attnum(RelationGetRelid(rel), NameStr(*col));
+
+	if (att == InvalidAttrNumber || att < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("%s: column \"%s\" of relation \"%s\" does not exist",
+						RR_FN, NameStr(*col), RelationGetRelationName(rel))));
+	if (pg_attribute_aclcheck(RelationGetRelid(rel), att, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s: permission denied for column \"%s\" of relation \"%s\"",
+						RR_FN, NameStr(*col), RelationGetRelationName(rel))));
+	return att;
+}
+
+PGDLLEXPORT PG_FUNCTION_INFO_V1(pgsieve_maxsim_rerank);
+Datum
+pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_GETARG_OID(0);
+	Name		col = PG_GETARG_NAME(1);
+	MultiVec   *query = PG_GETARG_MULTIVEC_P(4);
+	int			k = PG_GETARG_INT32(5);
+	bool		cp = !PG_ARGISNULL(6);
+	double		alpha = cp ? PG_GETARG_FLOAT8(6) : 0;
+	bool		ee = !PG_ARGISNULL(7);
+	int			beta = ee ? PG_GETARG_INT32(7) : 0;
+	ItemPointer tids;
+	float8	   *scores;
+	int			n;
+	Relation	rel;
+	AttrNumber	att;
+	TupleTableSlot *slot;
+	Snapshot	snapshot = GetActiveSnapshot();
+	MaxSimCache cache;
+	RerankHit  *heap;
+	int			nheap = 0;
+	int			stall = 0;
+	MemoryContext rowCtx;
+	BlockNumber nblocks;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
+		PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: only alpha and beta may be NULL", RR_FN)));
+	if (k < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: k must be at least 1, got %d", RR_FN, k)));
+	if (cp && !(alpha >= 0 && alpha <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: alpha must be between 0 and 1, got %g", RR_FN, alpha)));
+	if (ee && beta < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: beta must be at least 1, got %d", RR_FN, beta)));
+	n = RerankArrays(PG_GETARG_ARRAYTYPE_P(2), PG_GETARG_ARRAYTYPE_P(3), &tids, &scores);
+
+	PgsInitMaterializedSRF(fcinfo, 0);
+
+	/* CP: the k-th candidate's first-stage score sets the bar */
+	if (cp && n > k)
+	{
+		double		bar = (1.0 - alpha) * scores[k - 1];
+
+		/* for negative scores (1 - alpha) x s is above s: keep the k */
+		if (scores[k - 1] < 0)
+			bar = (1.0 + alpha) * scores[k - 1];
+		while (n > k && scores[n - 1] < bar)
+			n--;
+	}
+
+	rel = table_open(relid, AccessShareLock);
+	att = RerankColumn(rel, col);
+	if (TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid != get_fn_expr_argtype(fcinfo->flinfo, 4))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s: column \"%s\" is not of type multivec", RR_FN, NameStr(*col))));
+
+	slot = table_slot_create(rel, NULL);
+	nblocks = RelationGetNumberOfBlocks(rel);
+	memset(&cache, 0, sizeof(cache));
+	cache.mcxt = CurrentMemoryContext;
+	heap = palloc(sizeof(RerankHit) * k);
+	rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
+
+	for (int i = 0; i < n; i++)
+	{
+		RerankHit	hit;
+		bool		isnull;
+		Datum		value;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ee && nheap == k && stall >= beta)
+			break;
+		hit.tid = tids[i];
+		/* a TID past the table's end names no row (ReadBuffer would fail) */
+		if (!ItemPointerIsValid(&hit.tid) || ItemPointerGetBlockNumber(&hit.tid) >= nblocks ||
+			!table_tuple_fetch_row_version(rel, &hit.tid, snapshot, slot))
+			continue;
+		value = slot_getattr(slot, att, &isnull);
+		if (isnull)
+		{
+			ExecClearTuple(slot);
+			continue;
+		}
+		old = MemoryContextSwitchTo(rowCtx);
+		hit.score = MultiVecMaxSim(DatumGetMultiVec(value), query, &cache);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowCtx);
+		ExecClearTuple(slot);
+		hit.pos = i;
+		if (HeapOffer(heap, &nheap, k, &hit))
+			stall = 0;
+		else
+			stall++;
+	}
+
+	qsort(heap, nheap, sizeof(RerankHit), HitCmpBestFirst);
+	for (int i = 0; i < nheap; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+		ItemPointer tp = palloc(sizeof(ItemPointerData));
+
+		*tp = heap[i].tid;
+		values[0] = ItemPointerGetDatum(tp);
+		values[1] = Float8GetDatum(heap[i].score);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return (Datum) 0;
+}
