@@ -138,6 +138,8 @@ def main(argv=None) -> int:
     enc = C.encoded_corpus(a.limit_passages, a.data_dir)
     real = enc.docs
     r = real.shape[0]
+    if a.suite == "multivector":          # token sets are never grown: the suite uses the real passages only
+        a.n = min(a.n, r)
     if a.scale == "none":
         if a.n > r:
             raise SystemExit(f"--n {a.n} exceeds the {r} real passages and --scale none was given")

@@ -97,14 +97,18 @@ def test_rows_schema_and_recall(mv_rows):
     assert sum(1 for r in fde if r.get("default")) == 1                 # default fde_rerank (200) added
     assert all(r["build_s"] is not None and r["index_mb"] > 0 for r in fde)
     # re-ranking every candidate at the largest K beats BM25's own order against MaxSim
-    sql_rr = [r for r in search if r["system"] == "sparse_rerank" and r.get("variant") == "sql"]
-    assert len(sql_rr) == 2
     assert mm["maxsim_rerank_available"]
-    full = [r for r in search if r["system"] == "sparse_rerank" and r.get("variant") == "none"]
-    assert len(full) == 2
-    for a, b in zip(sorted(full, key=lambda r: r["config"]["k_candidates"]),
-                    sorted(sql_rr, key=lambda r: r["config"]["k_candidates"])):
-        assert a["recall_at_10"] == pytest.approx(b["recall_at_10"], abs=1e-9)   # same candidates, both exact
+    for col in ("mv (float32)", "i8 (int8)"):
+        sql_rr = [r for r in search if r["system"] == "sparse_rerank" and r.get("variant") == "sql"
+                  and r["config"]["column"] == col]
+        full = [r for r in search if r["system"] == "sparse_rerank" and r.get("variant") == "none"
+                and r["config"]["column"] == col]
+        assert len(sql_rr) == 2 and len(full) == 2
+        for a, b in zip(sorted(full, key=lambda r: r["config"]["k_candidates"]),
+                        sorted(sql_rr, key=lambda r: r["config"]["k_candidates"])):
+            assert a["recall_at_10"] == pytest.approx(b["recall_at_10"], abs=1e-9)   # same candidates, both exact
+    assert {r["config"]["column"] for r in fde} == {"mv (float32)", "i8 (int8)"}
+    assert {r["config"]["column"] for r in search if r["system"] == "seqscan"} == {"mv", "i8"}
     assert {r.get("variant") for r in search if r["system"] == "sparse_rerank"} >= {"CP", "EE", "CP+EE"}
     st = mm["storage"]
     assert set(st["bytes"]) == {"vector[]", "multivec float32", "multivec float16", "multivec int8"}
@@ -114,7 +118,8 @@ def test_rows_schema_and_recall(mv_rows):
     ag = mm["agreement"]
     assert ag["int8"]["sql_matches_numpy"] >= 0.999 and ag["float16"]["sql_matches_numpy"] >= 0.999
     acc = ctx.meta["acceptance"]
-    assert {"seqscan", "families", "throughput", "storage", "int8_agreement"} <= set(acc)
+    assert {"seqscan", "seqscan_int8", "families", "throughput", "storage", "int8_agreement"} <= set(acc)
+    assert set(acc["families"]) == {"pgsieve_fde mv", "pgsieve_fde i8", "sparse_rerank mv", "sparse_rerank i8"}
 
 
 def test_markdown_and_plot(mv_rows, tmp_path):

@@ -46,20 +46,32 @@ TABLE = "bench_mv"
 STORE = "bench_mv_storage"
 MV_DB = "pgsieve_bench_multivector"
 K = 10
+#: the document columns searched: the float32 tokens, and the same tokens stored as int8 (4x fewer bytes to detoast
+#: per exact MaxSim; recall is still measured against the float32 exhaustive MaxSim)
+COLUMNS = {"mv": (TABLE, "float32"), "i8": (STORE, "int8")}
 FDE_CONFIGS: list[tuple[str, dict[str, int]]] = [
     ("default", {}),                                        # reps 20, ksim 5, dproj 16: 10,240 bits
     ("small", {"reps": 10, "ksim": 4, "dproj": 8}),         # 1,280 bits
 ]
+#: (FDE config, column) pairs measured
+FDE_RUNS = [("default", "mv"), ("small", "mv"), ("default", "i8")]
 FDE_RERANK = [50, 100, 200, 400, 800]
-CANDIDATES = [50, 100, 200]
+FDE_RERANK_I8 = [200, 400, 800, 1600]
+CANDIDATES = [50, 100, 200, 400]
 CP_ALPHA, EE_BETA = 0.03, 3            # the paper's settings (issue 4)
 #: maxsim_rerank variants (label, alpha, beta): the issue's CP / EE / both, plus looser settings, since BM25 scores
 #: spread much wider than a strong dense first stage's (for which alpha = 0.03 was tuned)
 RERANK_VARIANTS = [("none", None, None), ("CP", CP_ALPHA, None), ("EE", None, EE_BETA), ("CP+EE", CP_ALPHA, EE_BETA),
-                   ("CP 0.3", 0.3, None), ("EE 10", None, 10), ("CP 0.3+EE 10", 0.3, 10)]
+                   ("CP 0.3", 0.3, None), ("EE 10", None, 10)]
+RERANK_VARIANTS_I8 = [("none", None, None), ("EE 10", None, 10)]
+CANDIDATES_I8 = [100, 200, 400]
 SEQSCAN_QUERIES = 40
 THROUGHPUT_QUERIES = 5
 KNN = f"SELECT id FROM {TABLE} ORDER BY mv @# %(q)s LIMIT {K}"
+
+
+def knn(column: str) -> str:
+    return f"SELECT id FROM {COLUMNS[column][0]} ORDER BY {column} @# %(q)s LIMIT {K}"
 NO_INDEX = ["SET enable_indexscan = off", "SET enable_bitmapscan = off"]
 
 
@@ -198,8 +210,9 @@ def database(url: str) -> tuple[str, str | None]:
 
 def load_tables(conn, docs: MV.TokenSet, bm25: SP.CSR, bm25_dim: int, fp: dict[str, Any]) -> dict[str, Any]:
     """``bench_mv(id, mv multivec(d), bm25 sparsevec)`` by binary COPY through pgsieve's adapters, and
-    ``bench_mv_storage(id, va vector(d)[], f16 multivec(d, float16), i8 multivec(d, int8))`` from it in SQL (the
-    same tokens: casts and typmod conversion on the server). Reused when the comment carries the same fingerprint."""
+    ``bench_mv_storage(id, va vector(d)[], f16 multivec(d, float16), i8 multivec(d, int8), bm25)`` from it in SQL
+    (the same tokens: casts and typmod conversion on the server; bm25 again so that the int8 column has its own
+    gather). Reused when the comment carries the same fingerprint."""
     from pgsieve.adapters import MultiVector
     from pgvector import SparseVector
     d = docs.dim
@@ -229,8 +242,8 @@ def load_tables(conn, docs: MV.TokenSet, bm25: SP.CSR, bm25_dim: int, fp: dict[s
     conn.execute(f"VACUUM (FREEZE, ANALYZE) {TABLE}")
     t0 = time.perf_counter()
     conn.execute(f"CREATE TABLE {STORE} (id int PRIMARY KEY, va vector({d})[], f16 multivec({d}, float16), "
-                 f"i8 multivec({d}, int8)) WITH (autovacuum_enabled = off)")
-    conn.execute(f"INSERT INTO {STORE} SELECT id, mv::vector[], mv, mv FROM {TABLE} ORDER BY id")
+                 f"i8 multivec({d}, int8), bm25 sparsevec({bm25_dim})) WITH (autovacuum_enabled = off)")
+    conn.execute(f"INSERT INTO {STORE} SELECT id, mv::vector[], mv, mv, bm25 FROM {TABLE} ORDER BY id")
     conn.execute(f"VACUUM (FREEZE, ANALYZE) {STORE}")
     info["storage_table_s"] = round(time.perf_counter() - t0, 1)
     conn.execute("CHECKPOINT")
@@ -276,7 +289,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     bm_q = base.queries["bm25"]
     dropped = [i for i in qidx if bm_q.nnz[i] == 0]
     qidx = [i for i in qidx if bm_q.nnz[i] > 0]
-    qtoks = [np.ascontiguousarray(enc.queries[i], dtype=np.float32) for i in qidx]
+    qtoks = [np.array(enc.queries[i], dtype=np.float32, copy=True) for i in qidx]
     relevant = [[r for r in enc.corpus.relevant[i] if r < n] for i in qidx]
     bm_docs = SP.grow(base.docs["bm25"], n, int(a.seed))
     sq = [SP._sv(bm_q, i, base.dim) for i in qidx]
@@ -289,7 +302,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
                        "p50": int(np.percentile(counts, 50)), "max": int(counts.max())},
         "query_tokens": {"mean": round(float(np.mean([q.shape[0] for q in qtoks])), 2),
                          "max": int(max(q.shape[0] for q in qtoks))},
-        "bm25_cache": base.cache_file, "fde_configs": dict(FDE_CONFIGS), "cp_alpha": CP_ALPHA, "ee_beta": EE_BETA,
+        "bm25_cache": base.cache_file, "fde_configs": dict(FDE_CONFIGS), "fde_runs": FDE_RUNS, "cp_alpha": CP_ALPHA, "ee_beta": EE_BETA,
     }
     ctx.meta.update({"n": n, "n_real": n, "synthetic": False, "d": d, "queries": len(qidx), "multivector": mm})
     ctx.meta.pop("truth_distinct_sources", None)
@@ -323,7 +336,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     fp = {"n": n, "dim": d, "corpus": enc.corpus.fingerprint, "encoder": enc.encoder.get("fingerprint")
           or enc.encoder.get("kind"), "tokens": int(counts.sum()), "bm25": base.cache_file.rsplit("/", 1)[-1],
           "checksum": float(np.round(docs.tokens[:: max(1, len(docs.tokens) // 1000)].astype(np.float64).sum(), 4)),
-          "v": 1}
+          "v": 2}
     rows: list[dict[str, Any]] = []
     common = {"synthetic": False}
 
@@ -343,6 +356,10 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
               f"server_p50={r.get('server_p50_ms')}ms ki@10={r.get('known_item_success_at_10')}")
         return r
 
+    def drop_all_indexes() -> None:
+        for t in (TABLE, STORE):
+            SP._drop_indexes(conn, t)
+
     def guarded(system: str, fn) -> None:
         if not ctx.wants(system):
             return
@@ -356,7 +373,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
             ctx.errors.append(msg)
         finally:
             try:
-                C.drop_indexes(conn, TABLE)
+                drop_all_indexes()
             except Exception:  # noqa: BLE001
                 pass
 
@@ -364,7 +381,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
         if pgsieve_err is not None:
             raise RuntimeError(f"CREATE EXTENSION pgsieve failed ({pgsieve_err}); `pgsieve ext install`")
         mm["load"] = load_tables(conn, docs, bm_docs, base.dim, fp)
-        C.drop_indexes(conn, TABLE)
+        drop_all_indexes()
     except Exception as e:  # noqa: BLE001
         ctx.errors.append(f"load: {type(e).__name__}: {e}")
         conn.close()
@@ -390,7 +407,11 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     def seqscan():
         t = C.time_sql(url, KNN, [mq[i] for i in seq_sub], setup=NO_INDEX, expect_node="Seq Scan", repeat=1,
                        register=_register)
-        r = add("seqscan", {"exact": True, "format": "float32"}, t, sub=seq_sub, timing="server+client")
+        r = add("seqscan", {"exact": True, "column": "mv", "format": "float32"}, t, sub=seq_sub,
+                timing="server+client")
+        t8 = C.time_sql(url, knn("i8"), [mq[i] for i in seq_sub], setup=NO_INDEX, expect_node="Seq Scan", repeat=1,
+                        register=_register)
+        add("seqscan", {"exact": True, "column": "i8", "format": "int8"}, t8, sub=seq_sub, timing="server+client")
         mm["ground_truth_check"] = {"seqscan_recall_vs_numpy": r["recall_at_10"],
                                     "seqscan_recall_vs_numpy_strict": r["recall_at_10_strict"],
                                     "ok": r["recall_at_10"] >= 0.999}
@@ -439,27 +460,33 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
         default_rr = int(conn.execute("SELECT current_setting('pgsieve.fde_rerank')").fetchone()[0])
         default_os = int(conn.execute("SELECT current_setting('pgsieve.fde_oversample')").fetchone()[0])
         mm["fde_defaults"] = {"fde_rerank": default_rr, "fde_oversample": default_os}
-        for label, params in FDE_CONFIGS:
-            name = f"{TABLE}_fde_{label}"
+        configs = dict(FDE_CONFIGS)
+        for label, column in FDE_RUNS:
+            params = configs[label]
+            table, fmt = COLUMNS[column]
+            name = f"{table}_fde_{label}"
             with_ = (" WITH (" + ", ".join(f"{k} = {v}" for k, v in params.items()) + ")") if params else ""
-            C.log(f"  CREATE INDEX {name} ON {TABLE} USING multivec_fde (mv){with_}")
+            C.log(f"  CREATE INDEX {name} ON {table} USING multivec_fde ({column}){with_}")
             with C.BuildProgress(url, name, every=30):
-                build_s, mb = C.build_index(conn, f"CREATE INDEX {name} ON {TABLE} USING multivec_fde (mv){with_}",
-                                            name)
+                build_s, mb = C.build_index(
+                    conn, f"CREATE INDEX {name} ON {table} USING multivec_fde ({column}){with_}", name)
             C.log(f"  built in {build_s:.2f}s, {mb:.1f} MB")
             p = {"reps": 20, "ksim": 5, "dproj": 16, **params}
-            cfg = {"fde": label, **p, "fde_bits": p["reps"] * 2 ** p["ksim"] * (p["dproj"] or d)}
+            cfg = {"fde": label, "column": f"{column} ({fmt})", **p,
+                   "fde_bits": p["reps"] * 2 ** p["ksim"] * (p["dproj"] or d)}
             idx = ["SET enable_seqscan = off"]
-            for rr in _ints(getattr(a, "fde_rerank", None), FDE_RERANK):
+            sweep = _ints(getattr(a, "fde_rerank", None), FDE_RERANK if column == "mv" else FDE_RERANK_I8)
+            is_default = label == "default" and column == "mv"
+            for rr in sweep:
                 setup = idx + [f"SET pgsieve.fde_rerank = {rr}"]
-                t = C.time_sql(url, KNN, mq, setup=setup, expect_node=name, register=_register)
+                t = C.time_sql(url, knn(column), mq, setup=setup, expect_node=name, register=_register)
                 add("pgsieve_fde", {**cfg, "fde_rerank": rr, "fde_oversample": default_os}, t, build_s, mb,
-                    timing="server+client", default=(label == "default" and rr == default_rr))
-            if label == "default" and default_rr not in _ints(getattr(a, "fde_rerank", None), FDE_RERANK):
-                t = C.time_sql(url, KNN, mq, setup=idx, expect_node=name, register=_register)
+                    timing="server+client", default=(is_default and rr == default_rr))
+            if is_default and default_rr not in sweep:
+                t = C.time_sql(url, knn(column), mq, setup=idx, expect_node=name, register=_register)
                 add("pgsieve_fde", {**cfg, "fde_rerank": default_rr, "fde_oversample": default_os}, t, build_s, mb,
                     timing="server+client", default=True)
-            C.drop_indexes(conn, TABLE)
+            drop_all_indexes()
 
     guarded("pgsieve_fde", pgsieve_fde)
 
@@ -467,38 +494,43 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     def sparse_rerank():
         if not conn.execute("SELECT 1 FROM pg_am WHERE amname = 'sparse_block'").fetchone():
             raise RuntimeError("index access method sparse_block does not exist in the installed pgsieve")
-        name = f"{TABLE}_bm25"
-        C.log(f"  CREATE INDEX {name} ON {TABLE} USING sparse_block (bm25)")
-        build_s, mb = C.build_index(conn, f"CREATE INDEX {name} ON {TABLE} USING sparse_block (bm25)", name)
-        C.log(f"  built in {build_s:.2f}s, {mb:.1f} MB")
-        params = [{"s": s, "q": q} for s, q in zip(sq, mq)]
-        idx = ["SET enable_seqscan = off"]
-        base_cfg = {"gather": "bm25 sparse_block (defaults)"}
-        t = C.time_sql(url, f"SELECT id FROM {TABLE} ORDER BY bm25 <#> %(s)s LIMIT {K}", params,
-                       setup=idx + [f"SET pgsieve.sparse_top_k = {K}"], expect_node=name, register=_register)
-        add("bm25", {**base_cfg, "k_candidates": K, "rerank": "none (BM25 order)"}, t, build_s, mb,
-            timing="server+client")
         has_fn = conn.execute("SELECT to_regproc('maxsim_rerank') IS NOT NULL").fetchone()[0]
         mm["maxsim_rerank_available"] = bool(has_fn)
-        for kc in _ints(getattr(a, "candidates", None), CANDIDATES):
-            setup = idx + [f"SET pgsieve.sparse_top_k = {kc}"]
-            sql = (f"SELECT id FROM (SELECT id, mv FROM {TABLE} ORDER BY bm25 <#> %(s)s LIMIT {kc}) c "
-                   f"ORDER BY mv @# %(q)s LIMIT {K}")
-            t = C.time_sql(url, sql, params, setup=setup, expect_node=name, register=_register)
-            add("sparse_rerank", {**base_cfg, "k_candidates": kc, "rerank": "SQL subquery ORDER BY mv @# q"}, t,
-                build_s, mb, timing="server+client", variant="sql")
-            if not has_fn:
-                continue
-            for label, alpha, beta in RERANK_VARIANTS:
-                sql = (f"WITH c AS (SELECT ctid, -(bm25 <#> %(s)s) AS s FROM {TABLE} ORDER BY bm25 <#> %(s)s "
-                       f"LIMIT {kc}) SELECT d.id FROM maxsim_rerank('{TABLE}', 'mv', "
-                       f"ARRAY(SELECT ctid FROM c ORDER BY s DESC), ARRAY(SELECT s FROM c ORDER BY s DESC), "
-                       f"%(q)s, {K}, {'NULL' if alpha is None else alpha}, {'NULL' if beta is None else beta}) r "
-                       f"JOIN {TABLE} d ON d.ctid = r.tid ORDER BY r.score DESC")
+        params = [{"s": s, "q": q} for s, q in zip(sq, mq)]
+        idx = ["SET enable_seqscan = off"]
+        for column, variants in (("mv", RERANK_VARIANTS), ("i8", RERANK_VARIANTS_I8)):
+            table, fmt = COLUMNS[column]
+            name = f"{table}_bm25"
+            C.log(f"  CREATE INDEX {name} ON {table} USING sparse_block (bm25)")
+            build_s, mb = C.build_index(conn, f"CREATE INDEX {name} ON {table} USING sparse_block (bm25)", name)
+            C.log(f"  built in {build_s:.2f}s, {mb:.1f} MB")
+            base_cfg = {"gather": "bm25 sparse_block (defaults)", "column": f"{column} ({fmt})"}
+            if column == "mv":
+                t = C.time_sql(url, f"SELECT id FROM {table} ORDER BY bm25 <#> %(s)s LIMIT {K}", params,
+                               setup=idx + [f"SET pgsieve.sparse_top_k = {K}"], expect_node=name, register=_register)
+                add("bm25", {**base_cfg, "k_candidates": K, "rerank": "none (BM25 order)"}, t, build_s, mb,
+                    timing="server+client")
+            for kc in _ints(getattr(a, "candidates", None), CANDIDATES if column == "mv" else CANDIDATES_I8):
+                setup = idx + [f"SET pgsieve.sparse_top_k = {kc}"]
+                sql = (f"SELECT id FROM (SELECT id, {column} FROM {table} ORDER BY bm25 <#> %(s)s LIMIT {kc}) c "
+                       f"ORDER BY {column} @# %(q)s LIMIT {K}")
                 t = C.time_sql(url, sql, params, setup=setup, expect_node=name, register=_register)
-                add("sparse_rerank", {**base_cfg, "k_candidates": kc, "rerank": f"maxsim_rerank ({label})",
-                                      "alpha": alpha, "beta": beta}, t, build_s, mb, timing="server+client",
-                    variant=label)
+                add("sparse_rerank", {**base_cfg, "k_candidates": kc,
+                                      "rerank": f"SQL subquery ORDER BY {column} @# q"}, t,
+                    build_s, mb, timing="server+client", variant="sql")
+                if not has_fn:
+                    continue
+                for label, alpha, beta in variants:
+                    sql = (f"WITH c AS (SELECT ctid, -(bm25 <#> %(s)s) AS s FROM {table} ORDER BY bm25 <#> %(s)s "
+                           f"LIMIT {kc}) SELECT d.id FROM maxsim_rerank('{table}', '{column}', "
+                           f"ARRAY(SELECT ctid FROM c ORDER BY s DESC), ARRAY(SELECT s FROM c ORDER BY s DESC), "
+                           f"%(q)s, {K}, {'NULL' if alpha is None else alpha}, {'NULL' if beta is None else beta}) r "
+                           f"JOIN {table} d ON d.ctid = r.tid ORDER BY r.score DESC")
+                    t = C.time_sql(url, sql, params, setup=setup, expect_node=name, register=_register)
+                    add("sparse_rerank", {**base_cfg, "k_candidates": kc, "rerank": f"maxsim_rerank ({label})",
+                                          "alpha": alpha, "beta": beta}, t, build_s, mb, timing="server+client",
+                        variant=label)
+            drop_all_indexes()
         if not has_fn:
             raise RuntimeError("function maxsim_rerank() does not exist in the installed pgsieve: only the plain "
                                "SQL re-rank was measured")
@@ -596,7 +628,11 @@ def _search_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def acceptance(rows: list[dict[str, Any]], mm: dict[str, Any]) -> dict[str, Any]:
     """Issue 4's criteria from one run's rows (a point is missing when its rows are)."""
     out: dict[str, Any] = {}
-    seq = [r for r in rows if r["system"] == "seqscan" and r.get("p50_ms") is not None]
+    seq = [r for r in rows if r["system"] == "seqscan" and r.get("p50_ms") is not None
+           and r["config"].get("column", "mv") == "mv"]
+    seq8 = [r for r in rows if r["system"] == "seqscan" and r["config"].get("column") == "i8"]
+    if seq8:
+        out["seqscan_int8"] = {"p50_ms": seq8[0]["p50_ms"], "server_p50_ms": seq8[0].get("server_p50_ms")}
     if seq:
         s = seq[0]
         out["seqscan"] = {"p50_ms": s["p50_ms"], "server_p50_ms": s.get("server_p50_ms"),
@@ -612,13 +648,21 @@ def acceptance(rows: list[dict[str, Any]], mm: dict[str, Any]) -> dict[str, Any]
                 r = max(cands, key=lambda r: (r["recall_at_10"], -r["p50_ms"]))
             else:
                 return None
-            return {"system": r["system"], "config": r["config"], "recall_at_10": r["recall_at_10"],
-                    "p50_ms": r["p50_ms"], "server_p50_ms": r.get("server_p50_ms"),
-                    "known_item_success_at_10": r.get("known_item_success_at_10"),
-                    "reaches_recall": bool(ok), "ratio_to_seqscan": round(r["p50_ms"] / s["p50_ms"], 4),
-                    "ok": bool(ok) and r["p50_ms"] <= budget}
-        fam = {"pgsieve_fde": [r for r in rows if r["system"] == "pgsieve_fde"],
-               "sparse_rerank": [r for r in rows if r["system"] == "sparse_rerank"]}
+            v = {"system": r["system"], "config": r["config"], "recall_at_10": r["recall_at_10"],
+                 "p50_ms": r["p50_ms"], "server_p50_ms": r.get("server_p50_ms"),
+                 "known_item_success_at_10": r.get("known_item_success_at_10"),
+                 "reaches_recall": bool(ok), "ratio_to_seqscan": round(r["p50_ms"] / s["p50_ms"], 4),
+                 "ok": bool(ok) and r["p50_ms"] <= budget}
+            if seq8 and str(r["config"].get("column", "")).startswith("i8"):
+                v["ratio_to_int8_seqscan"] = round(r["p50_ms"] / seq8[0]["p50_ms"], 4)
+            return v
+        fam = {}
+        for system in ("pgsieve_fde", "sparse_rerank"):
+            for col in COLUMNS:
+                rs = [r for r in rows if r["system"] == system
+                      and str(r["config"].get("column", "mv")).split(" ")[0] == col]
+                if rs:
+                    fam[f"{system} {col}"] = rs
         out["families"] = {k: best(v) for k, v in fam.items() if v}
         oks = [v for v in out["families"].values() if v and v["ok"]]
         out["recall_latency_ok"] = bool(oks)
@@ -663,47 +707,58 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path |
     sr = _search_rows(rows)
     if not sr:
         return None
-    fig, ax = plt.subplots(figsize=(8.2, 5.2), dpi=110)
-    series = []
-    for label, _ in FDE_CONFIGS:
-        series.append((f"multivec_fde ({label} FDE), fde_rerank sweep",
-                       [r for r in sr if r["system"] == "pgsieve_fde" and r["config"].get("fde") == label], "o"))
-    for variant, marker in (("sql", "s"), ("none", "D"), ("CP", "^"), ("EE", "v"), ("CP+EE", "P"), ("CP 0.3", "<"),
-                            ("EE 10", ">"), ("CP 0.3+EE 10", "X")):
-        label = ("BM25 gather + SQL ORDER BY mv @# q" if variant == "sql"
-                 else f"BM25 gather + maxsim_rerank ({variant})")
-        series.append((label + ", K sweep", [r for r in sr if r["system"] == "sparse_rerank"
-                                             and r.get("variant") == variant], marker))
-    for label, rs, marker in series:
-        if not rs:
-            continue
-        key = "fde_rerank" if rs[0]["system"] == "pgsieve_fde" else "k_candidates"
-        rs = sorted(rs, key=lambda r: r["config"][key])
-        ax.plot([r["recall_at_10"] for r in rs], [r["p50_ms"] for r in rs], marker=marker, ms=4, lw=1, label=label)
-        for r in rs:
-            ax.annotate(str(r["config"][key]), (r["recall_at_10"], r["p50_ms"]), textcoords="offset points",
-                        xytext=(3, 3), fontsize=6, alpha=0.7)
-    for system, label, ls in (("seqscan", "exhaustive seq scan (SQL)", "-"), ("numpy", "exhaustive numpy, 1 thread", ":"),
-                              ("torch", "exhaustive torch, 1 thread", "-.")):
-        r = [x for x in sr if x["system"] == system]
-        if r:
-            ax.axhline(r[0]["p50_ms"], color="gray", ls=ls, lw=1, label=f"{label}: {r[0]['p50_ms']:.0f} ms")
-    seq = [x for x in sr if x["system"] == "seqscan"]
-    if seq:
-        ax.axhline(seq[0]["p50_ms"] / 20, color="C3", ls="--", lw=0.8, label="1/20 of the seq scan (issue 4)")
-    ax.axvline(0.95, color="C3", ls="--", lw=0.8)
-    bm = [x for x in sr if x["system"] == "bm25"]
-    if bm:
-        ax.scatter([bm[0]["recall_at_10"]], [bm[0]["p50_ms"]], marker="x", color="k", label="BM25 alone (top-10)")
-    ax.set_xlabel("recall@10 vs exhaustive MaxSim")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), dpi=110, sharey=True)
+    fde_series, sp_series = [], []
+    for label, column in FDE_RUNS:
+        fde_series.append((f"multivec_fde, {label} FDE, {column} ({COLUMNS[column][1]})",
+                           [r for r in sr if r["system"] == "pgsieve_fde" and r["config"].get("fde") == label
+                            and str(r["config"].get("column", "")).split(" ")[0] == column], "o"))
+    markers = {"sql": "s", "none": "D", "CP": "^", "EE": "v", "CP+EE": "P", "CP 0.3": "<", "EE 10": ">"}
+    for column, variants in (("mv", RERANK_VARIANTS), ("i8", RERANK_VARIANTS_I8)):
+        for variant in ["sql"] + [v[0] for v in variants]:
+            what = f"SQL ORDER BY {column} @# q" if variant == "sql" else f"maxsim_rerank ({variant})"
+            sp_series.append((f"{column}: {what}", [r for r in sr if r["system"] == "sparse_rerank"
+                                                    and r.get("variant") == variant
+                                                    and str(r["config"].get("column", "")).split(" ")[0] == column],
+                              markers.get(variant, "o")))
+    for ax, series, key, title in ((axes[0], fde_series, "fde_rerank", "multivec_fde index: fde_rerank sweep"),
+                                   (axes[1], sp_series, "k_candidates",
+                                    "BM25 gather (sparse_block) + exact MaxSim re-rank: K sweep")):
+        for label, rs, marker in series:
+            if not rs:
+                continue
+            rs = sorted(rs, key=lambda r: r["config"][key])
+            ls = ":" if label.startswith("i8") or "i8 (" in label else "-"
+            ax.plot([r["recall_at_10"] for r in rs], [r["p50_ms"] for r in rs], marker=marker, ms=4, lw=1, ls=ls,
+                    label=label)
+            for r in rs:
+                ax.annotate(str(r["config"][key]), (r["recall_at_10"], r["p50_ms"]), textcoords="offset points",
+                            xytext=(3, 3), fontsize=6, alpha=0.7)
+        for r in [x for x in sr if x["system"] in ("seqscan", "numpy", "torch")]:
+            col = r["config"].get("column")
+            lab = {"seqscan": f"exhaustive seq scan ({r['config'].get('format')})", "numpy": "exhaustive numpy",
+                   "torch": "exhaustive torch"}[r["system"]]
+            ax.axhline(r["p50_ms"], color="gray", lw=1, ls={"seqscan": "-" if col != "i8" else "--", "numpy": ":",
+                                                            "torch": "-."}[r["system"]],
+                       label=f"{lab}: {r['p50_ms']:.0f} ms")
+        seq = [x for x in sr if x["system"] == "seqscan" and x["config"].get("column", "mv") == "mv"]
+        if seq:
+            ax.axhline(seq[0]["p50_ms"] / 20, color="C3", ls="--", lw=0.8, label="1/20 of the float32 seq scan")
+        ax.axvline(0.95, color="C3", ls="--", lw=0.8)
+        bm = [x for x in sr if x["system"] == "bm25"]
+        if bm and ax is axes[1]:
+            ax.scatter([bm[0]["recall_at_10"]], [bm[0]["p50_ms"]], marker="x", color="k", label="BM25 alone")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left", ncol=2)
+        ax.set_xlabel("recall@10 vs exhaustive float32 MaxSim")
+    ax = axes[0]
     ax.set_ylabel("p50 latency, client round trip, ms (log)")
     ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
     mm = meta.get("multivector", {})
-    ax.set_title(f"multivector: {meta['n']:,} passages, {mm.get('doc_tokens', {}).get('total', 0):,} tokens "
+    fig.suptitle(f"multivector: {meta['n']:,} passages, {mm.get('doc_tokens', {}).get('total', 0):,} tokens "
                  f"({mm.get('dim')}-d, {mm.get('encoder', {}).get('kind')}), {mm.get('queries')} queries, "
                  f"{meta.get('machine', {}).get('cores')} cores", fontsize=9)
-    ax.legend(fontsize=6.5, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -766,6 +821,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"token-level quality, not ColBERT's; every figure below compares systems on the same tokens.")
     else:
         L.append(f"- Token vectors: **{enc.get('kind')}** ({enc.get('what', '')}) — a test double, not a model.")
+    L.append(f"- Documents: `mv multivec({m.get('d')})` (float32) in `{TABLE}`, and the same tokens as "
+             f"`i8 multivec({m.get('d')}, int8)` in `{STORE}` (with the same BM25 vectors): searching the int8 column "
+             "re-ranks from 4× fewer bytes. Recall is always against the exhaustive **float32** MaxSim.")
     L.append(f"- {dt.get('total', 0):,} document tokens (mean {dt.get('mean')} per passage, median {dt.get('p50')}, "
              f"max {dt.get('max')}); queries {qt.get('mean')} tokens on average (max {qt.get('max')}). Cached under "
              f"the bench data dir (`{Path(mm.get('token_cache', '')).name}`).")
@@ -808,8 +866,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         L += ["| system | how | queries | recall@10 | p50 ms client | p50 ms server | p95 ms | docs/s (p50) |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in ex:
-            how = {"seqscan": f"`ORDER BY mv @# q LIMIT 10`, index scans off, {r['config'].get('format')}",
-                   }.get(r["system"], r["config"].get("how", "") + ", 1 thread")
+            how = {"seqscan": f"`ORDER BY {r['config'].get('column', 'mv')} @# q LIMIT 10`, index scans off, "
+                              f"{r['config'].get('format')} documents"}.get(r["system"],
+                                                                          r["config"].get("how", "") + ", 1 thread")
             srvp = r.get("server_p50_ms") if r.get("timing") != "in-process" else None
             L.append(f"| {r['system']} | {how} | {r['queries']} | {_f(r['recall_at_10'], 4)} | {_f(r['p50_ms'])} | "
                      f"{_f(srvp)} | {_f(r['p95_ms'])} | {m['n'] / (r['p50_ms'] / 1000):,.0f} |")
@@ -839,7 +898,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
               f"is below (1 − alpha) × the k-th's is dropped), with early exit (EE, beta = {EE_BETA}: stop after "
               "beta consecutive candidates that do not enter the top-10), and both — the settings of issue 4 — plus "
               "looser ones (alpha 0.3, beta 10): BM25 scores spread far wider than the strong dense first stage "
-              "those settings were tuned for. One SQL statement each.", ""]
+              "those settings were tuned for. On the int8 column (K ∈ "
+              f"{CANDIDATES_I8}): the plain SQL re-rank, `maxsim_rerank` without pruning and with beta 10. One SQL "
+              "statement each.", ""]
         if mm.get("maxsim_rerank_available") is False:
             L += ["`maxsim_rerank()` was not in the installed pgsieve for this run: only the plain SQL re-rank was "
                   "measured.", ""]
@@ -887,18 +948,25 @@ def _acceptance_lines(acc: dict[str, Any]) -> list[str]:
     L = ["### Acceptance (issue 4), from this run", ""]
     s = acc.get("seqscan")
     if s:
-        L.append(f"- recall@10 ≥ 0.95 at p50 ≤ 1/20 of the exhaustive sequential scan (seq scan p50 "
-                 f"{s['p50_ms']:.1f} ms client / {_f(s.get('server_p50_ms'), 1)} ms server → budget "
-                 f"{acc['latency_budget_ms']:.2f} ms): {_yn(acc.get('recall_latency_ok'))}")
-        names = {"pgsieve_fde": "`multivec_fde` index", "sparse_rerank": "BM25 gather + MaxSim re-rank"}
+        L.append(f"- recall@10 ≥ 0.95 against exhaustive float32 MaxSim at p50 ≤ 1/20 of the exhaustive "
+                 f"sequential scan (float32 seq scan p50 {s['p50_ms']:.1f} ms client / "
+                 f"{_f(s.get('server_p50_ms'), 1)} ms server → budget {acc['latency_budget_ms']:.2f} ms, client "
+                 f"times compared): {_yn(acc.get('recall_latency_ok'))}"
+                 + (f" — {_cfg({'config': acc['cheapest']['config']}, ('gather',))}" if acc.get("cheapest") else ""))
+        names = {"pgsieve_fde mv": "`multivec_fde` index, float32 documents",
+                 "pgsieve_fde i8": "`multivec_fde` index, int8 documents",
+                 "sparse_rerank mv": "BM25 gather + MaxSim re-rank, float32 documents",
+                 "sparse_rerank i8": "BM25 gather + MaxSim re-rank, int8 documents"}
         for fam, v in (acc.get("families") or {}).items():
             if not v:
                 continue
+            extra = (f"; {v['ratio_to_int8_seqscan']:.3f} × the int8 seq scan" if "ratio_to_int8_seqscan" in v
+                     else "")
             how = "cheapest configuration with recall ≥ 0.95" if v["reaches_recall"] else \
                 "no configuration reached recall 0.95; the best"
             L.append(f"  - {names.get(fam, fam)} ({how}: {_cfg({'config': v['config']}, ('gather',))}): recall "
                      f"{v['recall_at_10']}, p50 {v['p50_ms']:.2f} ms client / {_f(v.get('server_p50_ms'), 2)} ms "
-                     f"server = {v['ratio_to_seqscan']:.4f} × the seq scan, known-item success@10 "
+                     f"server = {v['ratio_to_seqscan']:.4f} × the seq scan{extra}, known-item success@10 "
                      f"{v.get('known_item_success_at_10')} → {_yn(v['ok'])}")
     t = acc.get("throughput")
     if t:
