@@ -653,6 +653,9 @@ def acceptance(rows: list[dict[str, Any]], mm: dict[str, Any]) -> dict[str, Any]
                  "known_item_success_at_10": r.get("known_item_success_at_10"),
                  "reaches_recall": bool(ok), "ratio_to_seqscan": round(r["p50_ms"] / s["p50_ms"], 4),
                  "ok": bool(ok) and r["p50_ms"] <= budget}
+            if r.get("server_p50_ms") is not None and s.get("server_p50_ms"):
+                v["server_ratio_to_seqscan"] = round(r["server_p50_ms"] / s["server_p50_ms"], 4)
+                v["ok_server"] = bool(ok) and v["server_ratio_to_seqscan"] <= 0.05
             if seq8 and str(r["config"].get("column", "")).startswith("i8"):
                 v["ratio_to_int8_seqscan"] = round(r["p50_ms"] / seq8[0]["p50_ms"], 4)
             return v
@@ -666,6 +669,7 @@ def acceptance(rows: list[dict[str, Any]], mm: dict[str, Any]) -> dict[str, Any]
         out["families"] = {k: best(v) for k, v in fam.items() if v}
         oks = [v for v in out["families"].values() if v and v["ok"]]
         out["recall_latency_ok"] = bool(oks)
+        out["recall_latency_ok_server"] = any(v.get("ok_server") for v in out["families"].values() if v)
         if oks:
             out["cheapest"] = min(oks, key=lambda v: v["p50_ms"])
     tp = {r["config"]["scorer"]: r for r in rows if r.get("kind") == "throughput"}
@@ -750,7 +754,7 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path |
             ax.scatter([bm[0]["recall_at_10"]], [bm[0]["p50_ms"]], marker="x", color="k", label="BM25 alone")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, loc="lower left", ncol=2)
+        ax.legend(fontsize=6, loc="upper left", ncol=2, framealpha=0.9)
         ax.set_xlabel("recall@10 vs exhaustive float32 MaxSim")
     ax = axes[0]
     ax.set_ylabel("p50 latency, client round trip, ms (log)")
@@ -845,6 +849,12 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
              f"{srv.get('max_parallel_workers_per_gather')}, jit={srv.get('jit')}. pgsieve build: commit "
              f"{mm.get('pgsieve_build', {}).get('commit')}, pgsieve.so sha256 "
              f"{mm.get('pgsieve_build', {}).get('so_sha256')}. Run took {m.get('wall_s')} s.")
+    loads = [x for k in ("loadavg_start", "loadavg_end") for x in (m.get(k) or [])[:1]]
+    if loads and max(loads) > 1.0:
+        L.append(f"- **Shared machine**: other jobs were running (1-min load up to {max(loads)} on "
+                 f"{mach.get('cores')} cores), so latencies are noisier and higher than on a quiet machine, and the "
+                 "exhaustive scan's p50 — the acceptance budget's base — moves with that load between runs; compare "
+                 "systems within this run (client and server times are both given).")
     L.append("")
 
     st = mm.get("storage")
@@ -951,7 +961,8 @@ def _acceptance_lines(acc: dict[str, Any]) -> list[str]:
         L.append(f"- recall@10 ≥ 0.95 against exhaustive float32 MaxSim at p50 ≤ 1/20 of the exhaustive "
                  f"sequential scan (float32 seq scan p50 {s['p50_ms']:.1f} ms client / "
                  f"{_f(s.get('server_p50_ms'), 1)} ms server → budget {acc['latency_budget_ms']:.2f} ms, client "
-                 f"times compared): {_yn(acc.get('recall_latency_ok'))}"
+                 f"times compared): {_yn(acc.get('recall_latency_ok'))} (on server execution times: "
+                 f"{_yn(acc.get('recall_latency_ok_server'))})"
                  + (f" — {_cfg({'config': acc['cheapest']['config']}, ('gather',))}" if acc.get("cheapest") else ""))
         names = {"pgsieve_fde mv": "`multivec_fde` index, float32 documents",
                  "pgsieve_fde i8": "`multivec_fde` index, int8 documents",
@@ -967,7 +978,9 @@ def _acceptance_lines(acc: dict[str, Any]) -> list[str]:
             L.append(f"  - {names.get(fam, fam)} ({how}: {_cfg({'config': v['config']}, ('gather',))}): recall "
                      f"{v['recall_at_10']}, p50 {v['p50_ms']:.2f} ms client / {_f(v.get('server_p50_ms'), 2)} ms "
                      f"server = {v['ratio_to_seqscan']:.4f} × the seq scan{extra}, known-item success@10 "
-                     f"{v.get('known_item_success_at_10')} → {_yn(v['ok'])}")
+                     f"{v.get('known_item_success_at_10')} → {_yn(v['ok'])}"
+                     + (f" (on server execution times: {v['server_ratio_to_seqscan']:.4f} × → {_yn(v['ok_server'])})"
+                        if "ok_server" in v else ""))
     t = acc.get("throughput")
     if t:
         L.append(f"- SQL MaxSim kernel throughput ≥ 0.5× numpy float32 (matmul + max, per document): "
