@@ -140,7 +140,7 @@ CREATE TYPE multivec (
 	TYPMOD_OUT = multivec_typmod_out,
 	RECEIVE = multivec_recv,
 	SEND = multivec_send,
-	STORAGE = extended,
+	STORAGE = external,
 	ALIGNMENT = int4
 );
 COMMENT ON TYPE multivec IS
