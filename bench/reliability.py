@@ -10,7 +10,8 @@ table with a few NULL vectors and the index, then cycles of
 2. after a random delay (sometimes with a CHECKPOINT somewhere in the middle) the server crashes: either
    ``pg_ctl stop -m immediate`` (then a restart) or ``kill -9`` of the working backend (the postmaster then
    kills every backend and replays the WAL by itself);
-3. once the server is back: the index must exist and be valid (a crashed build may leave it missing or
+3. once the server is back: an unlogged twin table must be empty and its index (reset from its init fork)
+   must pass the verifier, also once refilled; the index must exist and be valid (a crashed build may leave it missing or
    invalid: it is then created again), ``pgsieve_index_check(index, heapallindexed => true)`` must pass and
    report as many heap rows as the table has, every committed insert must be there and no committed delete,
    an ordered scan through the index of every row must return exactly the sequential scan's (id, distance)
@@ -295,6 +296,9 @@ WORKLOADS: dict[str, AmWorkload] = {
 
 TABLE = "rel"
 INDEX = "rel_idx"
+UTABLE = "rel_unlogged"
+UINDEX = "rel_unlogged_idx"
+UNLOGGED_ROWS = 60
 DBNAME = "reliability"
 
 
@@ -364,7 +368,16 @@ class Harness:
             self.next_id = self.w.n_initial + 1
             c.execute(f"CREATE INDEX {INDEX} ON {TABLE} USING {self.w.index_def}")
             c.execute(f"VACUUM ANALYZE {TABLE}")
+            # an unlogged twin: every crash must leave it empty, its index reset from the init fork
+            c.execute(f"CREATE UNLOGGED TABLE {UTABLE} (id bigint PRIMARY KEY, emb {self.w.column_type})")
+            c.execute(f"CREATE INDEX {UINDEX} ON {UTABLE} USING {self.w.index_def}")
+            self._fill_unlogged(c)
             c.execute("CHECKPOINT")
+
+    def _fill_unlogged(self, c: psycopg.Connection) -> None:
+        rows = [(i, None if i % 10 == 0 else self.w.make_value(self.rng)) for i in range(1, UNLOGGED_ROWS + 1)]
+        values = ", ".join(f"(%s, %s::{self.w.column_type})" for _ in rows)
+        c.execute(f"INSERT INTO {UTABLE} (id, emb) VALUES {values}", [x for r in rows for x in r])
 
     def connect(self) -> psycopg.Connection:
         c = psycopg.connect(self.server.url(DBNAME), autocommit=True, connect_timeout=10)
@@ -600,6 +613,18 @@ class Harness:
                 if a != b:
                     res.mismatches += 1
                     res.failures.append(f"top-10 distances differ: index {a} vs sequential {b}")
+
+            # the unlogged twin: emptied by the crash, its index reset to the init fork's, and usable
+            left = c.execute(f"SELECT count(*) FROM {UTABLE}").fetchone()[0]
+            if left:
+                res.failures.append(f"the unlogged table kept {left} rows through the crash")
+            for expect in (left, UNLOGGED_ROWS):
+                heap, err = check_index(c, UINDEX)
+                if err or heap != expect:
+                    res.failures.append(f"unlogged index: pgsieve_index_check {err or f'counted {heap} rows of {expect}'}")
+                if expect == left:
+                    c.execute(f"TRUNCATE {UTABLE}")
+                    self._fill_unlogged(c)
             c.execute("CHECKPOINT")  # keeps the next recovery short
 
 
