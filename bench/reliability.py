@@ -672,16 +672,17 @@ def run(cycles: int, ams: list[str], seed: int = 1, base: Path | None = None,
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"cycles": len(results), "seconds": round(time.monotonic() - t0, 1), "seed": seed,
+            "date": time.strftime("%Y-%m-%d"),
             "results": [asdict(r) | {"ok": r.ok} for r in results]}
 
 
 def render_md(summary: dict[str, Any], command: str) -> str:
     rows = summary["results"]
     lines = [
-        f"Run {time.strftime('%Y-%m-%d')}: `{command}` — {summary['cycles']} crash cycles in "
+        f"Run {summary.get('date', time.strftime('%Y-%m-%d'))}: `{command}` — {summary['cycles']} crash cycles in "
         f"{summary['seconds']:.0f} s (seed {summary['seed']}).",
         "",
-        "| AM | cycles | immediate stop / backend kill | crash during build / insert / delete+vacuum / update / mixed "
+        "| AM | cycles | immediate stop / backend kill | operation: build / insert / delete+vacuum / update / mixed "
         "| with CHECKPOINT | index rebuilt after crashed build | verifier failures | query mismatches | "
         "lost rows | phantom rows | failed cycles |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -696,13 +697,15 @@ def render_md(summary: dict[str, Any], command: str) -> str:
             f"{sum(r['mismatches'] for r in rs)} | {sum(r['lost'] for r in rs)} | {sum(r['phantom'] for r in rs)} | "
             f"{sum(not r['ok'] for r in rs)} |")
     in_flight = sum(bool(r["in_flight"]) for r in rows)
+    between = "" if in_flight == len(rows) else " (the others fell between two statements of the loop)"
     lines += [
         "",
-        f"In {in_flight} of {len(rows)} cycles the crash hit a statement in flight (the others fell between two "
-        "statements of the loop). After every restart: `pgsieve_index_check(index, true)` passed and counted every "
-        "row of the table, each committed insert was there and no committed delete, the index's ordered scan of every "
-        "row returned exactly the sequential scan's (id, distance) pairs in order, and three LIMIT 10 queries "
-        "matched the sequential scan's distances. Servers run with `wal_consistency_checking = 'generic'` (every "
+        f"In {in_flight} of {len(rows)} cycles the crash hit a statement in flight{between}. After every restart "
+        "a cycle checks that `pgsieve_index_check(index, true)` passes and counts every row of the table, that each "
+        "committed insert is there and no committed delete, that the index's ordered scan of every row returns "
+        "exactly the sequential scan's (id, distance) pairs in order, that three LIMIT 10 queries match the "
+        "sequential scan's distances, and that the unlogged twin is empty and its reset index verifies; any miss "
+        "fails the cycle. Servers run with `wal_consistency_checking = 'generic'` (every "
         "replayed page is compared with its full image).",
     ]
     return "\n".join(lines) + "\n"
@@ -715,7 +718,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="write every cycle's result here")
     ap.add_argument("--update-md", action="store_true", help="rewrite the reliability section of BENCHMARKS.md")
+    ap.add_argument("--render-md", type=Path, default=None, metavar="JSON",
+                    help="rewrite the BENCHMARKS.md section from a --json file of an earlier run; run nothing")
     args = ap.parse_args(argv)
+    if args.render_md:
+        summary = json.loads(args.render_md.read_text())
+        from bench import common
+
+        common.replace_md_section("reliability", render_md(summary, summary["command"]))
+        return 0
     ams = [a for a in args.ams.split(",") if a]
     for a in ams:
         if a not in WORKLOADS:
@@ -727,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({r.seconds}s){'' if r.ok else ': ' + '; '.join(r.failures)}")
 
     summary = run(args.cycles, ams, args.seed, progress=progress)
+    summary["command"] = "python bench/reliability.py --cycles " + str(args.cycles) + (
+        f" --ams {args.ams}" if args.ams != ",".join(WORKLOADS) else "") + " --update-md"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))
@@ -735,9 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_md:
         from bench import common
 
-        cmd = "python bench/reliability.py --cycles " + str(args.cycles) + (
-            f" --ams {args.ams}" if args.ams != ",".join(WORKLOADS) else "") + " --update-md"
-        common.replace_md_section("reliability", render_md(summary, cmd))
+        common.replace_md_section("reliability", render_md(summary, summary["command"]))
     return 1 if failed else 0
 
 
