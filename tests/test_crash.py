@@ -293,7 +293,7 @@ SPARSE_DAMAGE = [
            r"value -1 at position 0 is not finite and non-negative", r"non-negative"),
     Damage("tail_pad", lambda f: _sb_record(f, "tail", 6, "B", lambda v: 4), r"bad PAD record .* in the tail",
            r"PAD"),
-    Damage("dir_term", lambda f: _sb_dir(f, 1, 0, lambda g: int(g.get("I", *sb_pos(g, "directory", 0))) ),
+    Damage("dir_term", lambda f: _sb_dir(f, 1, 0, lambda g: int(g.get("I", *sb_pos(g, "directory", 0)))),
            r"directory entry 1: term \d+ is out of order", r"directory entry 1"),
     Damage("dir_offset", lambda f: _sb_dir(f, 1, 8, lambda g: int(g.get("Q", sb_pos(g, "directory", 16)[0],
                                                                         sb_pos(g, "directory", 16)[1] + 8)) + 8,
