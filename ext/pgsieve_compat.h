@@ -68,12 +68,6 @@ typedef Oid RelFileNumber;
 	ReadRecentBuffer((rel)->rd_node, MAIN_FORKNUM, (blkno), (recent))
 #endif
 
-/* PG 16 added Datum conversions for ItemPointer */
-#if PG_VERSION_NUM < 160000
-#define DatumGetItemPointer(X) ((ItemPointer) DatumGetPointer(X))
-#define ItemPointerGetDatum(X) PointerGetDatum(X)
-#endif
-
 /* PG 16 renamed SetSingleFuncCall to InitMaterializedSRF */
 #if PG_VERSION_NUM >= 160000
 #define PgsInitMaterializedSRF(fcinfo, flags) InitMaterializedSRF(fcinfo, flags)
