@@ -280,7 +280,7 @@ def test_exact_search_stays_exact_after_many_calls(db, loaded) -> None:
             dist = 1.0 - normed @ (q / np.linalg.norm(q))
             cutoff = np.sort(dist)[9]
             approximate += approx.ids != got.ids
-            assert all(dist[i - 1] <= cutoff + 1e-5 for i in got.ids), (qi, got.ids)
+            assert all(dist[i - 1] <= cutoff + 1e-5 for i in got.ids), (q[:4], got.ids)
             np.testing.assert_allclose(got.scores, dist[np.array(got.ids) - 1], atol=1e-5)
         assert approximate, "rerank=10 was exact on every query: this test would not catch a leaked plan"
         # the mechanism: a prepared ORDER BY statement would get a generic plan that keeps the
