@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pgsieve.encoders.base import ModelAttributes
 from pgsieve.encoders.dense import DenseEncoder
 
 
-class HashEncoder:
+class HashEncoder(ModelAttributes):
     """Deterministic embeddings from a hash of each text; optional delay, errors and crashes on marker texts."""
 
     def __init__(self, dim: int = 8, delay: float = 0.0, device: str = "cpu", batch_size: int = 16,
@@ -25,18 +26,6 @@ class HashEncoder:
             raise RuntimeError("HashEncoder: fail_init requested")
         self._dim, self._delay, self._device, self._batch_size = dim, delay, device, batch_size
         self.sparse = sparse  # return a list of pgvector SparseVector (like the SPLADE / BM25 encoders)
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     def _encode(self, texts: Sequence[str], salt: str) -> np.ndarray:
         for t in texts:

@@ -494,7 +494,26 @@ def _close_live_pools() -> None:  # pragma: no cover - interpreter exit
             pass
 
 
-class EncoderPool:
+class _EncodeByKind:
+    """The encoder protocol's methods, by kind, over ``encode(texts, kind)``."""
+
+    def encode(self, texts: Sequence[str], kind: str = "document", timeout: Optional[float] = None) -> Any:
+        raise NotImplementedError
+
+    def encode_documents(self, texts: Sequence[str]) -> Any:
+        return self.encode(texts, "document")
+
+    def encode_queries(self, texts: Sequence[str]) -> Any:
+        return self.encode(texts, "query")
+
+    def encode_document(self, texts: Sequence[str]) -> Any:
+        return self.encode(texts, "document")
+
+    def encode_query(self, texts: Sequence[str]) -> Any:
+        return self.encode(texts, "query")
+
+
+class EncoderPool(_EncodeByKind):
     """Encoder worker processes behind the encoder interface.
 
     Parameters
@@ -607,18 +626,6 @@ class EncoderPool:
         """Process ids of the current workers (a restarted worker has a new one)."""
         with self._lock:
             return [w.pid if w.state in ("starting", "ready") else None for w in self._workers]
-
-    def encode_documents(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "document")
-
-    def encode_queries(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "query")
-
-    def encode_document(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "document")
-
-    def encode_query(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "query")
 
     def submit_documents(self, texts: Sequence[str], timeout: Optional[float] = None) -> concurrent.futures.Future:
         return self.submit(texts, "document", timeout=timeout)
@@ -1230,7 +1237,7 @@ class _Server:
                 pass
 
 
-class RemoteEncoder:
+class RemoteEncoder(_EncodeByKind):
     """Client of a pool served by :meth:`EncoderPool.serve` in another process; the same encoder interface.
 
     ``authkey`` defaults to the key file the server wrote next to a unix socket. Any number of processes (and
@@ -1330,18 +1337,6 @@ class RemoteEncoder:
         loop = asyncio.get_running_loop()
         fut = await loop.run_in_executor(None, self.submit, texts, kind)
         return await asyncio.wrap_future(fut)
-
-    def encode_documents(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "document")
-
-    def encode_queries(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "query")
-
-    def encode_document(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "document")
-
-    def encode_query(self, texts: Sequence[str]) -> Any:
-        return self.encode(texts, "query")
 
     def server_stats(self) -> dict[str, Any]:
         """The serving pool's :meth:`EncoderPool.stats`."""
