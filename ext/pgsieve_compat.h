@@ -75,6 +75,13 @@ typedef Oid RelFileNumber;
 #define PgsInitMaterializedSRF(fcinfo, flags) SetSingleFuncCall(fcinfo, flags)
 #endif
 
+/* PG 16 added the Datum conversions of ItemPointer to storage/itemptr.h */
+#if PG_VERSION_NUM < 160000
+#include "storage/itemptr.h"
+#define DatumGetItemPointer(X) ((ItemPointer) DatumGetPointer(X))
+#define ItemPointerGetDatum(X) PointerGetDatum(X)
+#endif
+
 #if PG_VERSION_NUM >= 180000
 #define PGS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pgsieve", .version = "0.1.0")
 #else

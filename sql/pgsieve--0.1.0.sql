@@ -1,6 +1,10 @@
 -- pgsieve 0.1.0 — binary vectors and the binary_scan index access method.
 -- Secure-script rules: no OR REPLACE / IF NOT EXISTS; pgvector's types and
 -- operators resolve through the schemas CREATE EXTENSION puts on the path.
+-- Every C function states its volatility and parallel safety (access method
+-- handlers as core's: VOLATILE STRICT PARALLEL SAFE; opclass support
+-- functions return a constant: IMMUTABLE); SQL or PL functions, if any, need
+-- SET search_path = pg_catalog, pg_temp.  tests/test_sql_script_lint.py checks.
 
 \echo Use "CREATE EXTENSION pgsieve" to load this file. \quit
 
@@ -64,17 +68,17 @@ COMMENT ON FUNCTION bit_ip(vector, bit) IS 'Asymmetric score of a float query ag
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION binary_scan_handler(internal) RETURNS index_am_handler
-	AS 'MODULE_PATHNAME', 'binary_scan_handler' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'binary_scan_handler' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE ACCESS METHOD binary_scan TYPE INDEX HANDLER binary_scan_handler;
 COMMENT ON ACCESS METHOD binary_scan IS
 	'SIMD Hamming scan over packed binary codes, exact re-rank of the best candidates, rows in exact distance order';
 
 CREATE FUNCTION binary_scan_vector_support(internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'binary_scan_vector_support' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'binary_scan_vector_support' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION binary_scan_halfvec_support(internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'binary_scan_halfvec_support' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'binary_scan_halfvec_support' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION binary_scan_bit_support(internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'binary_scan_bit_support' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'binary_scan_bit_support' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- strategy numbers name the distance: 1 L2, 2 negative inner product, 3 cosine, 4 Hamming
 CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING binary_scan AS
@@ -106,7 +110,7 @@ CREATE OPERATOR CLASS bit_hamming_ops DEFAULT FOR TYPE bit USING binary_scan AS
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION sparse_block_handler(internal) RETURNS index_am_handler
-	AS 'MODULE_PATHNAME', 'sparse_block_handler' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'sparse_block_handler' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE ACCESS METHOD sparse_block TYPE INDEX HANDLER sparse_block_handler;
 COMMENT ON ACCESS METHOD sparse_block IS
 	'Seismic-style blocked inverted index for learned sparse (SPLADE) and BM25 vectors, ORDER BY emb <#> q';
@@ -140,7 +144,7 @@ CREATE TYPE multivec (
 	TYPMOD_OUT = multivec_typmod_out,
 	RECEIVE = multivec_recv,
 	SEND = multivec_send,
-	STORAGE = extended,
+	STORAGE = external,
 	ALIGNMENT = int4
 );
 COMMENT ON TYPE multivec IS
@@ -234,13 +238,13 @@ COMMENT ON FUNCTION muvera_fde(multivec, boolean, integer, integer, integer, big
 	'MUVERA fixed dimensional encoding of a multivec (query: sum per partition; document: average, filled)';
 
 CREATE FUNCTION multivec_fde_handler(internal) RETURNS index_am_handler
-	AS 'MODULE_PATHNAME', 'multivec_fde_handler' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'multivec_fde_handler' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 CREATE ACCESS METHOD multivec_fde TYPE INDEX HANDLER multivec_fde_handler;
 COMMENT ON ACCESS METHOD multivec_fde IS
 	'multivector index: MUVERA FDE codes gather candidates, exact MaxSim (@#) re-ranks them';
 
 CREATE FUNCTION multivec_fde_support(internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'multivec_fde_support' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'multivec_fde_support' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE OPERATOR CLASS multivec_maxsim_ops DEFAULT FOR TYPE multivec USING multivec_fde AS
 	OPERATOR 5 @# (multivec, multivec) FOR ORDER BY pg_catalog.float_ops,
@@ -254,3 +258,22 @@ CREATE FUNCTION maxsim_rerank(tbl regclass, col name, tids tid[], scores float8[
 	AS 'MODULE_PATHNAME', 'pgsieve_maxsim_rerank' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
 COMMENT ON FUNCTION maxsim_rerank(regclass, name, tid[], float8[], multivec, integer, float8, integer) IS
 	'top k of first-stage candidates (tids in descending first-stage score order) by exact MaxSim against query; alpha: candidate pruning, beta: early exit';
+
+-- ---------------------------------------------------------------------------
+-- index verification (amcheck-style): pgsieve_index_check
+-- ---------------------------------------------------------------------------
+
+-- Raises ERRCODE_INDEX_CORRUPTED (XX002) at the first violation, naming the
+-- index and the block; returns nothing when the index is sound.  Takes
+-- AccessShareLock on the table and the index, like amcheck's bt_index_check.
+-- VOLATILE: it reads the current state of relations under a fresh snapshot.
+CREATE FUNCTION pgsieve_index_check(index regclass, heapallindexed boolean DEFAULT false) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgsieve_index_check' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION pgsieve_index_check(regclass, boolean) IS
+	'Verify a binary_scan, multivec_fde or sparse_block index (pages, counts, streams, posting lists); with heapallindexed, also that every row visible to a new snapshot has exactly its entry';
+-- like amcheck: superusers only until they grant it (it reads every row of the table)
+REVOKE ALL ON FUNCTION pgsieve_index_check(regclass, boolean) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- end of index verification
+-- ---------------------------------------------------------------------------

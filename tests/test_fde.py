@@ -521,7 +521,7 @@ def test_sql_function_properties(db: psycopg.Connection) -> None:
     rows = db.execute(
         "SELECT p.provolatile, p.proisstrict, p.proparallel, pg_get_function_arguments(p.oid) "
         "FROM pg_proc p WHERE p.proname = 'muvera_fde' ORDER BY 4").fetchall()
-    assert len(rows) == 2
+    assert [args.split(",")[0] for *_, args in rows] == ["tokens multivec", "tokens real[]", "tokens vector[]"]
     for vol, strict, par, args in rows:
         assert (vol, strict, par) == ("i", False, "s")
         assert "fill_empty boolean DEFAULT NULL::boolean" in args and "seed bigint DEFAULT 42" in args

@@ -23,7 +23,8 @@ int			bscan_oversample = BSCAN_DEFAULT_OVERSAMPLE;
 
 static relopt_kind bscan_relopt_kind;
 
-static relopt_enum_elt_def bscan_quantizer_values[] = {
+/* the quantizer reloption's values (multivec_fde has the same reloption) */
+relopt_enum_elt_def bscan_quantizer_values[] = {
 	{"sign", BSCAN_QUANTIZER_SIGN},
 	{"mean", BSCAN_QUANTIZER_MEAN},
 	{(const char *) NULL}

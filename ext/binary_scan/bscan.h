@@ -179,6 +179,7 @@ extern int	mvfde_rerank;
 extern int	mvfde_oversample;
 
 /* bscan.c */
+extern relopt_enum_elt_def bscan_quantizer_values[];
 extern void BscanInit(void);
 extern void BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample,
 							  Cost *indexStartupCost, Cost *indexTotalCost,

@@ -1,7 +1,8 @@
 /*
  * multivec.h — the multivector type: ntok tokens of dim elements each.
  *
- * On disk (a varlena, STORAGE extended, ALIGNMENT int4):
+ * On disk (a varlena, STORAGE external — out of line, never compressed: float
+ * tokens do not compress, and pglz would try on every insert — ALIGNMENT int4):
  *
  *   int32  vl_len_;   varlena header
  *   int32  ntok;      1 .. MV_MAX_TOKENS

@@ -38,86 +38,9 @@
 #include "utils/tuplestore.h"
 
 #include "multivec.h"
+#include "pgsieve_topk.h"
 
 #define RR_FN "maxsim_rerank"
-
-typedef struct RerankHit
-{
-	double		score;
-	int			pos;			/* first-stage position: the tie-breaker */
-	ItemPointerData tid;
-} RerankHit;
-
-/* heap order: a is worse than b */
-static inline bool
-HitWorse(const RerankHit *a, const RerankHit *b)
-{
-	if (a->score != b->score)
-		return a->score < b->score;
-	return a->pos > b->pos;
-}
-
-static void
-SiftDown(RerankHit *h, int n, int i)
-{
-	for (;;)
-	{
-		int			l = 2 * i + 1,
-					r = l + 1,
-					m = i;
-		RerankHit	t;
-
-		if (l < n && HitWorse(&h[l], &h[m]))
-			m = l;
-		if (r < n && HitWorse(&h[r], &h[m]))
-			m = r;
-		if (m == i)
-			return;
-		t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
-}
-
-/* Offer a hit to the top-k min-heap; true if it entered. */
-static bool
-HeapOffer(RerankHit *h, int *n, int k, const RerankHit *hit)
-{
-	if (*n < k)
-	{
-		int			i = (*n)++;
-
-		h[i] = *hit;
-		while (i > 0 && HitWorse(&h[i], &h[(i - 1) / 2]))
-		{
-			RerankHit	t = h[i];
-
-			h[i] = h[(i - 1) / 2];
-			h[(i - 1) / 2] = t;
-			i = (i - 1) / 2;
-		}
-		return true;
-	}
-	if (!HitWorse(&h[0], hit))
-		return false;
-	h[0] = *hit;
-	SiftDown(h, *n, 0);
-	return true;
-}
-
-static int
-HitCmpBestFirst(const void *a, const void *b)
-{
-	const RerankHit *x = a;
-	const RerankHit *y = b;
-
-	if (HitWorse(x, y))
-		return 1;
-	if (HitWorse(y, x))
-		return -1;
-	return 0;
-}
 
 /* The candidate arrays, checked: one dimension, same length, no NULLs. */
 static int
@@ -204,8 +127,8 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	Snapshot	snapshot = GetActiveSnapshot();
 	MaxSimCache cache;
-	RerankHit  *heap;
-	int			nheap = 0;
+	PgsHit	   *heap;
+	int64		nheap = 0;
 	int			stall = 0;
 	MemoryContext rowCtx;
 	BlockNumber nblocks;
@@ -254,12 +177,12 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	nblocks = RelationGetNumberOfBlocks(rel);
 	memset(&cache, 0, sizeof(cache));
 	cache.mcxt = CurrentMemoryContext;
-	heap = palloc(sizeof(RerankHit) * k);
+	heap = palloc(sizeof(PgsHit) * k);
 	rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
 
 	for (int i = 0; i < n; i++)
 	{
-		RerankHit	hit;
+		PgsHit		hit;
 		bool		isnull;
 		Datum		value;
 		MemoryContext old;
@@ -283,14 +206,14 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowCtx);
 		ExecClearTuple(slot);
-		hit.pos = i;
-		if (HeapOffer(heap, &nheap, k, &hit))
+		hit.key = (uint32) i;
+		if (PgsTopKPush(heap, &nheap, k, &hit))
 			stall = 0;
 		else
 			stall++;
 	}
 
-	qsort(heap, nheap, sizeof(RerankHit), HitCmpBestFirst);
+	qsort(heap, nheap, sizeof(PgsHit), PgsHitCmpBestFirst);
 	for (int i = 0; i < nheap; i++)
 	{
 		Datum		values[2];

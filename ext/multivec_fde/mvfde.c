@@ -43,11 +43,6 @@ int			mvfde_oversample = MVFDE_DEFAULT_OVERSAMPLE;
 
 static relopt_kind mvfde_relopt_kind;
 
-static relopt_enum_elt_def mvfde_quantizer_values[] = {
-	{"sign", BSCAN_QUANTIZER_SIGN},
-	{"mean", BSCAN_QUANTIZER_MEAN},
-	{(const char *) NULL}
-};
 
 void
 MvfdeInit(void)
@@ -65,7 +60,7 @@ MvfdeInit(void)
 					  MVFDE_DEFAULT_SEED, 0, PG_INT32_MAX, AccessExclusiveLock);
 	add_enum_reloption(mvfde_relopt_kind, "quantizer",
 					   "How FDE dimensions become bits: sign (x > 0) or mean (x > the dimension's mean)",
-					   mvfde_quantizer_values, BSCAN_QUANTIZER_MEAN,
+					   bscan_quantizer_values, BSCAN_QUANTIZER_MEAN,
 					   "Valid values are \"sign\" and \"mean\".",
 					   AccessExclusiveLock);
 

@@ -274,6 +274,7 @@ extern void SblockReaderUseHints(SblockReader *r, BlockNumber nblocks);
 extern Page SblockReaderLockPage(SblockReader *r, BlockNumber blkno);
 extern Page SblockReaderPinPage(SblockReader *r, BlockNumber blkno);
 extern Buffer SblockReaderPinExtra(SblockReader *r, BlockNumber blkno);
+extern void SblockReaderPrefetchPin(SblockReader *r, BlockNumber blkno);
 extern const char *SblockReaderPeek(SblockReader *r, const SblockStream *s, uint64 offset, Size len,
 									char *scratch);
 extern void SblockReaderUnlock(SblockReader *r);

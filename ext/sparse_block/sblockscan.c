@@ -28,15 +28,10 @@
 #include "utils/rel.h"
 
 #include "pgsieve_pages.h"
+#include "pgsieve_topk.h"
 #include "pgvector_types.h"
 #include "sblock.h"
 
-typedef struct SblockHit
-{
-	float		score;
-	uint32		ordinal;
-	ItemPointerData tid;
-} SblockHit;
 
 typedef struct SblockScanOpaqueData
 {
@@ -64,9 +59,9 @@ typedef struct SblockScanOpaqueData
 	uint8	   *visited;		/* bitmap over ordinals, per round */
 
 	/* the round's top-k: a min-heap while ranking, then sorted best first */
-	SblockHit  *heap;
-	int			nheap;
-	int			next;
+	PgsHit  *heap;
+	int64		nheap;
+	int64		next;
 
 	/* counters, reported at DEBUG1 when the scan ends */
 	int64		nblocks;
@@ -90,75 +85,11 @@ static void SblockDenseRelease(SblockScanOpaque so);
 #define BitTest(bm, i)	(((bm)[(i) >> 3] >> ((i) & 7)) & 1)
 #define BitSet(bm, i)	((bm)[(i) >> 3] |= (uint8) (1 << ((i) & 7)))
 
-/* heap order: a is worse than b (lower score; ties: higher ordinal) */
-static inline bool
-HitWorse(const SblockHit *a, const SblockHit *b)
+/* Offer a hit to the round's top-k. */
+static inline void
+HeapPush(SblockScanOpaque so, const PgsHit *hit)
 {
-	if (a->score != b->score)
-		return a->score < b->score;
-	return a->ordinal > b->ordinal;
-}
-
-static void
-HeapSiftDown(SblockHit *h, int n, int i)
-{
-	for (;;)
-	{
-		int			l = 2 * i + 1,
-					r = l + 1,
-					m = i;
-		SblockHit	t;
-
-		if (l < n && HitWorse(&h[l], &h[m]))
-			m = l;
-		if (r < n && HitWorse(&h[r], &h[m]))
-			m = r;
-		if (m == i)
-			return;
-		t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
-}
-
-static void
-HeapPush(SblockScanOpaque so, const SblockHit *hit)
-{
-	SblockHit  *h = so->heap;
-
-	if (so->nheap < so->k)
-	{
-		int			i = so->nheap++;
-
-		h[i] = *hit;
-		while (i > 0 && HitWorse(&h[i], &h[(i - 1) / 2]))
-		{
-			SblockHit	t = h[i];
-
-			h[i] = h[(i - 1) / 2];
-			h[(i - 1) / 2] = t;
-			i = (i - 1) / 2;
-		}
-	}
-	else if (HitWorse(&h[0], hit))
-	{
-		h[0] = *hit;
-		HeapSiftDown(h, so->nheap, 0);
-	}
-}
-
-static int
-HitCmpBestFirst(const void *a, const void *b)
-{
-	const SblockHit *x = a;
-	const SblockHit *y = b;
-
-	if (HitWorse(x, y))
-		return 1;
-	if (HitWorse(y, x))
-		return -1;
-	return 0;
+	(void) PgsTopKPush(so->heap, &so->nheap, so->k, hit);
 }
 
 IndexScanDesc
@@ -431,7 +362,7 @@ SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Pag
 {
 	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
 	const SblockDocHeader *hdr = (const SblockDocHeader *) (PageGetContents(page) + pos);
-	SblockHit	hit;
+	PgsHit	hit;
 
 	if ((hdr->flags & (SBLOCK_DOC_DELETED | SBLOCK_DOC_NULL)) || hdr->ordinal >= so->total ||
 		BitTest(so->returned, hdr->ordinal) || hdr->nnz > SBLOCK_MAX_NNZ)
@@ -445,7 +376,7 @@ SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Pag
 		if (!SblockDocMayEnter(so, idx, val, hdr->nnz))
 			return;
 		hit.score = SblockDocScore(so, idx, val, hdr->nnz);
-		hit.ordinal = hdr->ordinal;
+		hit.key = hdr->ordinal;
 		hit.tid = hdr->tid;
 	}
 	else
@@ -461,7 +392,7 @@ SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Pag
 			(d.flags & SBLOCK_DOC_NULL))
 			return;
 		hit.score = SblockDocScore(so, d.indices, d.values, d.nnz);
-		hit.ordinal = d.ordinal;
+		hit.key = d.ordinal;
 		hit.tid = d.tid;
 	}
 	HeapPush(so, &hit);
@@ -670,8 +601,9 @@ BlockRefDotDesc(const void *a, const void *b)
 
 /*
  * Score a batch of forward-stream records.  A block's documents lie on
- * unrelated pages, each a cache miss away: every page is pinned and the
- * start of every record prefetched first, so that the misses overlap (as
+ * unrelated pages, each a cache miss away (and so is each page's buffer
+ * descriptor): the descriptors are prefetched, then every page is pinned and
+ * the start of every record prefetched, so that the misses overlap (as
  * Seismic prefetches a block's documents), then each is scored under its
  * page's share lock.
  */
@@ -681,6 +613,8 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 	const SblockStream *s = &so->meta.forward;
 	Buffer		bufs[SBLOCK_BATCH];
 
+	for (int j = 0; j < n; j++)
+		SblockReaderPrefetchPin(&so->docReader, s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES));
 	/* on an error (a damaged page) the resource owner releases the pins */
 	for (int j = 0; j < n; j++)
 	{
@@ -829,7 +763,7 @@ SblockRound(IndexScanDesc scan)
 	exhaustive = !so->haveQuery || so->k >= so->total || so->ncut == 0;
 	if (exhaustive)
 		so->k = so->total;
-	so->heap = palloc_extended(sizeof(SblockHit) * Max(so->k, 1), MCXT_ALLOC_HUGE);
+	so->heap = palloc_extended(sizeof(PgsHit) * Max(so->k, 1), MCXT_ALLOC_HUGE);
 	so->visited = palloc_extended(so->total / 8 + 1, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 
 	if (exhaustive)
@@ -847,9 +781,9 @@ SblockRound(IndexScanDesc scan)
 	SblockScoreStream(so, &so->meta.tail, so->meta.tailDocs);
 	MemoryContextSwitchTo(old);
 
-	qsort(so->heap, so->nheap, sizeof(SblockHit), HitCmpBestFirst);
+	qsort(so->heap, so->nheap, sizeof(PgsHit), PgsHitCmpBestFirst);
 	for (int i = 0; i < so->nheap; i++)
-		BitSet(so->returned, so->heap[i].ordinal);
+		BitSet(so->returned, so->heap[i].key);
 	if (exhaustive)
 		so->done = true;
 	else
@@ -869,10 +803,10 @@ SblockVisitNull(SblockScanOpaque so, const SblockStream *s, uint64 offset,
 	if (so->nheap == *cap)
 	{
 		*cap *= 2;
-		so->heap = repalloc_huge(so->heap, sizeof(SblockHit) * *cap);
+		so->heap = repalloc_huge(so->heap, sizeof(PgsHit) * *cap);
 	}
 	so->heap[so->nheap].score = 0;
-	so->heap[so->nheap].ordinal = hdr->ordinal;
+	so->heap[so->nheap].key = hdr->ordinal;
 	so->heap[so->nheap].tid = hdr->tid;
 	so->nheap++;
 }
@@ -885,7 +819,7 @@ SblockNullRound(IndexScanDesc scan)
 	int			cap = 64;
 
 	MemoryContextReset(so->roundCtx);
-	so->heap = MemoryContextAlloc(so->roundCtx, sizeof(SblockHit) * cap);
+	so->heap = MemoryContextAlloc(so->roundCtx, sizeof(PgsHit) * cap);
 	so->nheap = 0;
 	so->next = 0;
 	SblockWalkStream(so, &so->meta.forward, so->meta.ndocs, SblockVisitNull, &cap);
@@ -897,7 +831,7 @@ bool
 sblockgettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
-	SblockHit  *hit;
+	PgsHit  *hit;
 
 	if (!so->started)
 		SblockStartScan(scan);

@@ -5,16 +5,20 @@ pgvector-python's binary dumper writes ``vector`` in its wire format, and
 ``copy.set_types`` makes psycopg pick the right dumper per column (binary
 COPY does no casts, so an untyped int would arrive as int2 and be rejected).
 
-The pipeline is two small steps so that a later version can overlap them
-(encode batch *i+1* in a worker while batch *i* is being copied):
+The pipeline is two small steps:
 
     for rows, embeddings in _encoded_batches(...):   # CPU/GPU bound
         _copy_batch(cur, table, rows, embeddings)      # I/O bound
+
+With an encoder that can queue work (``pgsieve.workers.EncoderPool`` or ``RemoteEncoder``: anything with
+``submit_documents(texts) -> Future``) they overlap: the next ``encode_ahead`` batches are being encoded in the
+worker processes while batch *i* is being copied.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional, Protocol
 
@@ -150,9 +154,17 @@ def _check_embeddings(emb: np.ndarray, n: int, dim: Optional[int]) -> np.ndarray
 
 def _encoded_batches(passages: Sequence[PassageLike], encoder: Optional[Encoder],
                      embeddings: Optional[np.ndarray], batch_size: int,
-                     text_fn: Callable[[PassageLike], str]
+                     text_fn: Callable[[PassageLike], str], encode_ahead: int = 2
                      ) -> Iterator[tuple[Sequence[PassageLike], np.ndarray]]:
-    """Yield (passages, float32 embeddings) batches, encoding on the fly if needed."""
+    """Yield (passages, float32 embeddings) batches, encoding on the fly if needed.
+
+    An encoder with ``submit_documents`` (an encoder pool) gets up to ``encode_ahead`` batches queued ahead of
+    the one being yielded, so encoding overlaps whatever the caller does with each batch (the COPY).
+    """
+    submit = getattr(encoder, "submit_documents", None) if embeddings is None else None
+    if callable(submit) and encode_ahead > 0:
+        yield from _pipelined_batches(passages, encoder, submit, batch_size, text_fn, encode_ahead)
+        return
     for start in range(0, len(passages), batch_size):
         chunk = passages[start:start + batch_size]
         if embeddings is not None:
@@ -161,6 +173,28 @@ def _encoded_batches(passages: Sequence[PassageLike], encoder: Optional[Encoder]
             assert encoder is not None
             emb = encoder.encode_documents([text_fn(p) for p in chunk])
             yield chunk, _check_embeddings(emb, len(chunk), encoder.dim)
+
+
+def _pipelined_batches(passages: Sequence[PassageLike], encoder: Any, submit: Callable[[list[str]], Any],
+                       batch_size: int, text_fn: Callable[[PassageLike], str], ahead: int
+                       ) -> Iterator[tuple[Sequence[PassageLike], np.ndarray]]:
+    pending: deque[tuple[Sequence[PassageLike], Any]] = deque()
+    starts = iter(range(0, len(passages), batch_size))
+    try:
+        while True:
+            while len(pending) <= ahead:
+                start = next(starts, None)
+                if start is None:
+                    break
+                chunk = passages[start:start + batch_size]
+                pending.append((chunk, submit([text_fn(p) for p in chunk])))
+            if not pending:
+                return
+            chunk, fut = pending.popleft()
+            yield chunk, _check_embeddings(fut.result(), len(chunk), encoder.dim)
+    finally:
+        for _, fut in pending:  # an error downstream (or the consumer stopped): drop the queued work
+            fut.cancel()
 
 
 def _copy_batch(cur: psycopg.Cursor[Any], table: str, first_id: int,
@@ -186,8 +220,12 @@ def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequenc
                     encoder: Optional[Encoder] = None, batch_size: int = 256, progress: bool = True,
                     *, embeddings: Optional[np.ndarray] = None, create: bool = True,
                     text_fn: Callable[[PassageLike], str] = document_text,
-                    sparse: Optional[Sequence[Any]] = None, sparse_column: str = "sparse") -> int:
+                    sparse: Optional[Sequence[Any]] = None, sparse_column: str = "sparse",
+                    encode_ahead: int = 2) -> int:
     """Encode ``passages`` (or take precomputed ``embeddings``) and COPY them into ``table``.
+
+    ``encoder`` may be an :class:`pgsieve.workers.EncoderPool` (or ``RemoteEncoder``): then the next
+    ``encode_ahead`` batches are encoded in the worker processes while the current one is copied.
 
     ``sparse``: one ``pgvector.SparseVector`` per passage (e.g. from :func:`bm25_encode_with_stats`),
     written to ``sparse_column`` in the same COPY; the table must have that column
@@ -218,7 +256,7 @@ def ingest_passages(conn: psycopg.Connection[Any], table: str, passages: Sequenc
     try:
         with conn.transaction(), conn.cursor() as cur:
             next_id = _next_id(conn, table)
-            for chunk, emb in _encoded_batches(passages, encoder, embeddings, batch_size, text_fn):
+            for chunk, emb in _encoded_batches(passages, encoder, embeddings, batch_size, text_fn, encode_ahead):
                 sv = None if sparse is None else sparse[written:written + len(chunk)]
                 _copy_batch(cur, table, next_id + written, chunk, emb, sv, sparse_column)
                 written += len(chunk)

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "check_texts"]
+__all__ = ["Encoder", "ModelAttributes", "check_texts"]
 
 
 @runtime_checkable
@@ -44,6 +44,28 @@ class Encoder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Embed documents/passages; returns float32 ``(len(texts), dim)``."""
         ...
+
+
+class ModelAttributes:
+    """The protocol's ``dim`` / ``batch_size`` / ``device`` for an encoder that owns a model and keeps them in
+    ``_dim``, ``_batch_size`` and ``_device``."""
+
+    _dim: int
+    _batch_size: int
+    _device: str
+
+    @property
+    def dim(self) -> int:
+        """Output width: the column's dimensions (or, for token encoders, each token vector's)."""
+        return self._dim
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def device(self) -> str:
+        return self._device
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

@@ -51,7 +51,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .base import check_texts, load_local_model
+from .base import ModelAttributes, check_texts, load_local_model
 
 __all__ = ["LateInteractionEncoder", "CheckpointSpec", "DenseSpec", "read_checkpoint", "resolve_device"]
 
@@ -444,7 +444,7 @@ def _file_fingerprint(folder: Path, extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-class LateInteractionEncoder:
+class LateInteractionEncoder(ModelAttributes):
     """ColBERT-style token embeddings from a local PyLate, Stanford ColBERT or transformers folder.
 
     ``encode_query`` / ``encode_document`` return one float32 ``(ntok, dim)`` array per text, in input order.
@@ -624,19 +624,6 @@ class LateInteractionEncoder:
         return np.array(sorted(ids), dtype=np.int64)
 
     # -- protocol ---------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        """Width of each token vector."""
-        return self._dim
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def device(self) -> str:
-        return self._device
-
     @property
     def layout(self) -> str:
         return self.spec.layout

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .base import check_texts, load_local_model
+from .base import ModelAttributes, check_texts, load_local_model
 
 __all__ = ["DenseEncoder", "PoolingConfig", "default_model_path", "read_pooling_config"]
 
@@ -143,7 +143,7 @@ def _pool(hidden: Any, mask: Any, mode: str) -> Any:
     return summed / counts.sqrt()  # mean_sqrt_len
 
 
-class DenseEncoder:
+class DenseEncoder(ModelAttributes):
     """Sentence embeddings from a local transformers / sentence-transformers folder.
 
     Parameters
@@ -185,18 +185,6 @@ class DenseEncoder:
         return load_local_model(folder, "AutoModel", self._device)
 
     # -- protocol ---------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def device(self) -> str:
-        return self._device
-
     @property
     def normalize(self) -> bool:
         return self._normalize

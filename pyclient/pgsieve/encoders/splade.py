@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .base import check_texts, load_local_model
+from .base import ModelAttributes, check_texts, load_local_model
 from .sparse import SparseVector, from_arrays, top_k
 
 __all__ = ["SpladeEncoder", "InferenceFreeQueryEncoder", "splade_pool", "load_token_weights"]
@@ -49,7 +49,7 @@ def splade_pool(logits: Any, attention_mask: Any) -> Any:
     return weights.max(dim=1).values
 
 
-class SpladeEncoder:
+class SpladeEncoder(ModelAttributes):
     """SPLADE document and query vectors from a local ``AutoModelForMaskedLM`` folder.
 
     Parameters
@@ -82,19 +82,6 @@ class SpladeEncoder:
 
     def _load(self, folder: Path) -> tuple[Any, Any]:
         return load_local_model(folder, "AutoModelForMaskedLM", self._device)
-
-    @property
-    def dim(self) -> int:
-        """Vocabulary size of the MLM head: the ``sparsevec(dim)`` column size."""
-        return self._dim
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """SPLADE vectors of documents (truncated to ``max_length`` tokens), in input order."""
