@@ -559,20 +559,25 @@ def plan_summary(plan: dict) -> str:
 
 
 def time_sql(url: str, sql: str, queries: Sequence[Any], setup: Sequence[str] = (), server_side: bool = True,
-             expect_node: str | None = None, repeat: int | None = None) -> Timed:
+             expect_node: str | None = None, repeat: int | None = None,
+             register: Callable[[Any], Any] | None = None) -> Timed:
     """Warm-up pass, ``repeat`` timed passes (client round trip, prepared), then ``repeat`` EXPLAIN ANALYZE passes
     (server time); the pass with the lowest median is kept for each.
 
     Runs on a fresh connection (session settings + ``setup``), so no prepared plan or setting leaks between
-    configurations. ``sql`` takes the query as ``%(q)s`` (may appear several times). ``expect_node``: a
-    substring of the plan summary that must appear (guards against timing another plan than the one meant).
+    configurations. ``sql`` takes the query as ``%(q)s`` (may appear several times); a query given as a dict is
+    used as the whole parameter mapping (several parameters per query). ``expect_node``: a substring of the plan
+    summary that must appear (guards against timing another plan than the one meant). ``register``: called with
+    the connection first (e.g. ``pgsieve.adapters.register_pgsieve`` for ``multivec`` parameters).
     """
     repeat = max(1, REPEAT if repeat is None else repeat)
     conn = connect(url)
     try:
+        if register is not None:
+            register(conn)
         for s in setup:
             conn.execute(s)
-        params = [{"q": q} for q in queries]
+        params = [q if isinstance(q, dict) else {"q": q} for q in queries]
         plan_txt = None
         if expect_node is not None or server_side:
             res = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params[0]).fetchone()[0]

@@ -11,7 +11,7 @@ one core each:
 * ``numpy``: ``sum((Q @ D.T).max(1).sum() for D in docs)`` on float32 arrays in memory, BLAS pinned to one
   thread (set before numpy is imported);
 * ``numpy batched``: the same with all documents in one matrix — one GEMM, then ``np.maximum.reduceat`` over
-  each document's columns (numpy's best case; a database scores rows one at a time);
+  each document's rows (numpy's best case; a database scores rows one at a time);
 * ``kernel``: ``pgsieve.kernels.maxsim`` in a Python loop over the same arrays (the shared C kernel);
 * ``sql <fmt>``: ``SELECT sum(maxsim(col, $q)) FROM docs`` with parallel query off — the full SQL cost:
   detoasting each document (they are TOASTed: 13-100 kB), the function call and the kernel;
@@ -56,6 +56,25 @@ def best_of(fn, repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+# The measured computations, shared with the ``multivector`` bench suite (bench/suites/multivector.py), which runs
+# them on the corpus's real token vectors.
+
+def numpy_loop(docs, q: np.ndarray) -> float:
+    """numpy float32 MaxSim, one document at a time (matmul + max): what a row-at-a-time scorer does."""
+    return float(sum((q @ d.T).max(1).sum() for d in docs))
+
+
+def numpy_batched(tokens: np.ndarray, starts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """numpy's best case: one GEMM over every document's tokens (``tokens``: all of them, row-major, document
+    after document from ``starts``), then the max over each document's rows; returns the (n_docs,) scores."""
+    return np.maximum.reduceat(tokens @ q.T, starts, axis=0).sum(axis=1)
+
+
+def sql_sum(conn, table: str, col: str, q) -> float:
+    """``SELECT sum(maxsim(col, q))``: every row's MaxSim in SQL (detoast, call, kernel), one result row."""
+    return float(conn.execute(f"SELECT sum(maxsim({col}, %s::multivec)) FROM {table}", (q,)).fetchone()[0])
 
 
 def main(argv=None) -> int:
@@ -109,19 +128,19 @@ def main(argv=None) -> int:
             qlit = "[" + ",".join("[" + ",".join(repr(float(v)) for v in row) + "]" for row in q) + "]"
 
             ref = float(sum((q.astype(np.float64) @ d.T.astype(np.float64)).max(1).sum() for d in docs))
-            t_np = best_of(lambda: sum((q @ d.T).max(1).sum() for d in docs), a.repeat)
-            allt = np.ascontiguousarray(np.concatenate(docs).T)
+            t_np = best_of(lambda: numpy_loop(docs, q), a.repeat)
+            allt = np.ascontiguousarray(np.concatenate(docs))
             starts = np.cumsum([0] + [d.shape[0] for d in docs[:-1]])
-            t_nb = best_of(lambda: np.maximum.reduceat(q @ allt, starts, axis=1).sum(), a.repeat)
+            t_nb = best_of(lambda: numpy_batched(allt, starts, q), a.repeat)
             t_k = best_of(lambda: sum(kernels.maxsim(d, q) for d in docs), a.repeat)
             rows = [("numpy float32", t_np), ("numpy float32 batched", t_nb),
                     ("kernel float32 (python loop)", t_k)]
             for col in ("f32", "f16", "i8"):
-                sql = f"SELECT sum(maxsim({col}, %s::multivec)) FROM maxsim_bench"
-                got = conn.execute(sql, (qlit,)).fetchone()[0]
+                got = sql_sum(conn, "maxsim_bench", col, qlit)
                 if col == "f32":
                     assert abs(got - ref) < 1e-3 * a.docs, (got, ref)
-                rows.append((f"sql maxsim {col}", best_of(lambda: conn.execute(sql, (qlit,)).fetchone(), a.repeat)))
+                rows.append((f"sql maxsim {col}", best_of(lambda: sql_sum(conn, "maxsim_bench", col, qlit),
+                                                          a.repeat)))
                 topk = f"SELECT id FROM maxsim_bench ORDER BY {col} @# %s::multivec LIMIT 10"
                 rows.append((f"sql top-10 {col}", best_of(lambda: conn.execute(topk, (qlit,)).fetchall(), a.repeat)))
             sizes = conn.execute("SELECT avg(pg_column_size(f32)), avg(pg_column_size(f16)), "

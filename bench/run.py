@@ -56,6 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rerank", default=None, help="pgsieve.binary_rerank values (default 100,200,400,800)")
     p.add_argument("--ef-search", default=None, help="hnsw.ef_search values (default 40,100,200,400,800)")
     p.add_argument("--bit-limits", default=None, help="inner LIMITs of the HNSW-bit recipe (default 40,...,800)")
+    p.add_argument("--mv-encoder", choices=("minilm", "fake"), default="minilm",
+                   help="multivector: token encoder (fake = a test double for smoke tests; default minilm)")
+    p.add_argument("--fde-rerank", default=None,
+                   help="multivector: pgsieve.fde_rerank values (default 50,100,200,400,800)")
+    p.add_argument("--candidates", default=None,
+                   help="multivector: sparse-gather candidate counts for the MaxSim re-rank (default 50,100,200)")
+    p.add_argument("--seqscan-queries", type=int, default=None,
+                   help="multivector: queries timed on the exhaustive scans (default 40; all: 0)")
     p.add_argument("--limit-passages", type=int, default=None,
                    help="use only the first N real passages (smoke tests)")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/SUITE-N.json)")
@@ -89,6 +97,17 @@ def render_only(a: argparse.Namespace) -> int:
 
 def write_outputs(a: argparse.Namespace, meta: dict, rows: list) -> None:
     n, n_real = meta["n"], meta["n_real"]
+    if a.suite == "multivector":          # its own section, tables and plot (a normal run writes them itself)
+        from bench.suites import multivector
+        meta["acceptance"] = multivector.acceptance(rows, meta.get("multivector", {}))
+        if not a.no_plot and rows:
+            png = C.PLOTS_DIR / f"multivector-{n_label(n)}.png"
+            if multivector.plot(rows, png, meta):
+                meta["plot"] = str(png.relative_to(C.REPO_ROOT))
+        if a.update_md or a.render_md:
+            C.replace_md_section(a.md_section or "multivector", multivector.markdown(meta, rows), a.md)
+            C.log(f"updated {a.md} section {a.md_section or 'multivector'}")
+        return
     plot_rel = None
     if not a.no_plot and rows:
         png = C.PLOTS_DIR / f"{a.suite}-{n_label(n)}.png"
@@ -119,6 +138,8 @@ def main(argv=None) -> int:
     enc = C.encoded_corpus(a.limit_passages, a.data_dir)
     real = enc.docs
     r = real.shape[0]
+    if a.suite == "multivector":          # token sets are never grown: the suite uses the real passages only
+        a.n = min(a.n, r)
     if a.scale == "none":
         if a.n > r:
             raise SystemExit(f"--n {a.n} exceeds the {r} real passages and --scale none was given")
@@ -170,7 +191,7 @@ def main(argv=None) -> int:
     meta["errors"] = ctx.errors
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
 
-    out = a.out or (C.RESULTS_DIR / f"{a.suite}-{n_label(n)}.json")
+    out = a.out or (C.RESULTS_DIR / f"{a.suite}-{n_label(meta['n'])}.json")   # a suite may cap n (multivector)
     C.write_json(out, meta, rows)
     C.log(f"wrote {len(rows)} rows to {out}")
     print(C.rows_table(rows))

@@ -1,4 +1,4 @@
-"""Benchmark suites: name -> function(ctx) returning JSON rows. Later suites (sparse, multivector) plug in here."""
+"""Benchmark suites: name -> function(ctx) returning JSON rows (binary, sparse, multivector)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -19,3 +19,4 @@ SYSTEMS: dict[str, list[str]] = {
 }
 
 from .sparse import register as _register_sparse; _register_sparse(SUITES, SYSTEMS)  # suite "sparse" (sparse.py)
+from .multivector import register as _register_mv; _register_mv(SUITES, SYSTEMS)  # suite "multivector"
