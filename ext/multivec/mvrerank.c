@@ -23,8 +23,10 @@
 
 #include <math.h>
 
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -166,7 +168,12 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 			n--;
 	}
 
-	rel = table_open(relid, AccessShareLock);
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION && rel->rd_rel->relkind != RELKIND_MATVIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s: \"%s\" is not a table or materialized view", RR_FN,
+						RelationGetRelationName(rel))));
 	att = RerankColumn(rel, col);
 	if (TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid != get_fn_expr_argtype(fcinfo->flinfo, 4))
 		ereport(ERROR,
@@ -227,6 +234,6 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, AccessShareLock);
+	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
 }

@@ -54,6 +54,7 @@ SELECT * FROM maxsim_rerank('rr', 'mv', '{"(0,1)"}', '{1}', (SELECT v FROM rq), 
 SELECT * FROM maxsim_rerank('rr', 'mv', '{"(0,1)"}', '{1}', (SELECT v FROM rq), 5, NULL, 0);
 SELECT * FROM maxsim_rerank('rr', 's', '{"(0,1)"}', '{1}', (SELECT v FROM rq), 5);
 SELECT * FROM maxsim_rerank('rr', 'nope', '{"(0,1)"}', '{1}', (SELECT v FROM rq), 5);
+SELECT * FROM maxsim_rerank('rr_pkey', 'mv', '{"(0,1)"}', '{1}', (SELECT v FROM rq), 5);
 SELECT * FROM maxsim_rerank('rr', 'mv', ARRAY(SELECT ctid FROM rr WHERE id = 1), '{1}', '[[1,2]]', 5);
 -- TIDs past the table's end or its pages' items are not rows: skipped
 SELECT count(*) FROM maxsim_rerank('rr', 'mv', '{"(9999,1)","(0,999)"}', '{2,1}', (SELECT v FROM rq), 5);
