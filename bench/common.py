@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -784,6 +785,26 @@ class Context:
     def wants(self, system: str) -> bool:
         sel = getattr(self.args, "systems", None)
         return not sel or system in sel
+
+    def guarded(self, system: str, fn: Callable[[], Any], cleanup: Callable[[], Any], label: str = "") -> None:
+        """Run one system of a suite if selected: a failure is logged and recorded (the run goes on with the other
+        systems and exits non-zero later); ``cleanup`` (e.g. dropping the system's indexes) runs either way."""
+        if not self.wants(system):
+            return
+        name = f"{system} ({label})" if label else system
+        log(f"== {name}")
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            msg = f"{name}: {type(e).__name__}: {str(e).strip()}"
+            log("!! FAILED " + msg)
+            traceback.print_exc()
+            self.errors.append(msg)
+        finally:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 class BuildProgress:

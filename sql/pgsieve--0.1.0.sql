@@ -1,4 +1,4 @@
--- pgsieve 0.1.0 — binary vectors and the binary_scan index access method.
+-- pgsieve 0.1.0 — binary vectors (binary_scan), learned sparse (sparse_block), multivectors (multivec, MUVERA, multivec_fde).
 -- Secure-script rules: no OR REPLACE / IF NOT EXISTS; pgvector's types and
 -- operators resolve through the schemas CREATE EXTENSION puts on the path.
 -- Every C function states its volatility and parallel safety (access method

@@ -14,7 +14,6 @@ Systems (all on the same table, same queries, same exact ground truth):
 from __future__ import annotations
 
 import time
-import traceback
 from typing import Any
 
 import numpy as np
@@ -71,21 +70,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
         return r
 
     def guarded(system: str, fn) -> None:
-        if not ctx.wants(system):
-            return
-        C.log(f"== {system}")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - record, keep going with the other systems, exit non-zero later
-            msg = f"{system}: {type(e).__name__}: {str(e).strip()}"
-            C.log("!! FAILED " + msg)
-            traceback.print_exc()
-            ctx.errors.append(msg)
-        finally:
-            try:
-                C.drop_indexes(conn, TABLE)
-            except Exception:  # noqa: BLE001
-                pass
+        ctx.guarded(system, fn, lambda: C.drop_indexes(conn, TABLE))
 
     rerank_list = _ints(getattr(a, "rerank", None), [100, 200, 400, 800])
     ef_list = _ints(getattr(a, "ef_search", None), [40, 100, 200, 400, 800])

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -361,21 +360,7 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
             SP._drop_indexes(conn, t)
 
     def guarded(system: str, fn) -> None:
-        if not ctx.wants(system):
-            return
-        C.log(f"== {system}")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - record, keep going, exit non-zero later
-            msg = f"{system}: {type(e).__name__}: {str(e).strip()}"
-            C.log("!! FAILED " + msg)
-            traceback.print_exc()
-            ctx.errors.append(msg)
-        finally:
-            try:
-                drop_all_indexes()
-            except Exception:  # noqa: BLE001
-                pass
+        ctx.guarded(system, fn, drop_all_indexes)
 
     try:
         if pgsieve_err is not None:

@@ -36,7 +36,6 @@ import struct
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -789,21 +788,7 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
     knn = f"SELECT id FROM {table} ORDER BY emb <#> %(q)s LIMIT {K}"
 
     def guarded(system: str, fn) -> None:
-        if not ctx.wants(system):
-            return
-        C.log(f"== {system} ({dist})")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - record, keep going, exit non-zero later
-            msg = f"{system} ({dist}): {type(e).__name__}: {str(e).strip()}"
-            C.log("!! FAILED " + msg)
-            traceback.print_exc()
-            ctx.errors.append(msg)
-        finally:
-            try:
-                _drop_indexes(conn, table)
-            except Exception:  # noqa: BLE001
-                pass
+        ctx.guarded(system, fn, lambda: _drop_indexes(conn, table), label=dist)
 
     # ------------------------------------------------------------ exact sequential scan
     def seqscan():

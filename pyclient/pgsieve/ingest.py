@@ -272,6 +272,27 @@ def _progress(total: int, enabled: bool, table: str) -> Any:
     return tqdm(total=total, disable=not enabled, desc=f"ingest {table}", unit="psg")
 
 
+def _index_head(conn: psycopg.Connection[Any], am: str, name: Optional[str]) -> list[sql.Composable]:
+    """``CREATE INDEX [name]`` — after checking the access method exists, with a clear error instead of
+    PostgreSQL's "access method does not exist" when the pgsieve extension is missing."""
+    if not conn.execute("SELECT 1 FROM pg_catalog.pg_am WHERE amname = %s", (am,)).fetchone():
+        raise psycopg.ProgrammingError(
+            f"access method {am} not found: CREATE EXTENSION pgsieve first "
+            "(and `pgsieve ext install` if the extension is not built or is older)")
+    parts: list[sql.Composable] = [sql.SQL("CREATE INDEX")]
+    if name:
+        parts.append(sql.Identifier(name))
+    return parts
+
+
+def _create_timed(conn: psycopg.Connection[Any], parts: list[sql.Composable]) -> float:
+    """Run the assembled CREATE INDEX in a transaction; its wall time in seconds."""
+    t0 = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL(" ").join(parts))
+    return time.perf_counter() - t0
+
+
 def create_binary_index(conn: psycopg.Connection[Any], table: str, opclass: str = "vector_cosine_ops",
                         quantizer: str = "mean", *, column: str = "emb",
                         name: Optional[str] = None) -> float:
@@ -284,22 +305,12 @@ def create_binary_index(conn: psycopg.Connection[Any], table: str, opclass: str 
         raise ValueError(f"opclass must be one of {OPCLASSES}, got {opclass!r}")
     if quantizer not in QUANTIZERS:
         raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
-    has_am = conn.execute("SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'binary_scan'").fetchone()
-    if not has_am:
-        raise psycopg.ProgrammingError(
-            "access method binary_scan not found: CREATE EXTENSION pgsieve first "
-            "(and `pgsieve ext install` if the extension is not built)")
-    parts = [sql.SQL("CREATE INDEX")]
-    if name:
-        parts.append(sql.Identifier(name))
+    parts = _index_head(conn, "binary_scan", name)
     parts.append(sql.SQL("ON {} USING binary_scan ({} {})").format(
         table_identifier(table), sql.Identifier(column), sql.Identifier(opclass)))
     if opclass != "bit_hamming_ops":
         parts.append(sql.SQL("WITH (quantizer = {})").format(sql.Literal(quantizer)))
-    t0 = time.perf_counter()
-    with conn.transaction():
-        conn.execute(sql.SQL(" ").join(parts))
-    return time.perf_counter() - t0
+    return _create_timed(conn, parts)
 
 
 def create_sparse_index(conn: psycopg.Connection[Any], table: str, column: str = "sparse", *,
@@ -315,22 +326,12 @@ def create_sparse_index(conn: psycopg.Connection[Any], table: str, column: str =
         wrong_type = want is int and not isinstance(value, int)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or wrong_type:
             raise ValueError(f"sparse_block option {key} must be {want.__name__}, got {value!r}")
-    has_am = conn.execute("SELECT 1 FROM pg_catalog.pg_am WHERE amname = 'sparse_block'").fetchone()
-    if not has_am:
-        raise psycopg.ProgrammingError(
-            "access method sparse_block not found: CREATE EXTENSION pgsieve first "
-            "(and `pgsieve ext install` if the extension is not built or is older)")
-    parts = [sql.SQL("CREATE INDEX")]
-    if name:
-        parts.append(sql.Identifier(name))
+    parts = _index_head(conn, "sparse_block", name)
     parts.append(sql.SQL("ON {} USING sparse_block ({})").format(table_identifier(table), sql.Identifier(column)))
     if options:
         parts.append(sql.SQL("WITH ({})").format(sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in options.items())))
-    t0 = time.perf_counter()
-    with conn.transaction():
-        conn.execute(sql.SQL(" ").join(parts))
-    return time.perf_counter() - t0
+    return _create_timed(conn, parts)
 
 
 def bm25_encode_with_stats(conn: psycopg.Connection[Any], stats_name: str, encoder: Any,
