@@ -314,6 +314,27 @@ def test_kernel_levels_agree(lvl: str) -> None:
                     assert K.maxsim(d, q) == got[0]
 
 
+@pytest.mark.parametrize("lvl", [lv for lv in K.available_levels() if lv in ("avx2", "avx512")])
+def test_short_query_shape_equals_panel_shape(lvl: str) -> None:
+    """Queries of <= 32 tokens skip document packing (query tokens in the SIMD lanes); longer ones use the
+    packed-panel shape.  Both compute every dot product as the same FMA chain, so a query's maxima are the
+    same bits whichever shape scores it: split a 45-token query (panels) into 32 + 13 tokens (short shape)."""
+    rng = np.random.default_rng(11)
+    with K.using_level(lvl):
+        for nd, dim in ((1, 3), (7, 8), (8, 9), (9, 16), (70, 128), (75, 384), (3, 17)):
+            q, d = unit_tokens(rng, 45, dim), unit_tokens(rng, nd, dim)
+            codes, scales = K.quantize_i8(d)
+            for doc, sc in ((d, None), (d.astype(np.float16), None), (codes, scales)):
+                whole = K.maxsim_maxima(doc, q, doc_scale=sc)
+                split = np.concatenate([K.maxsim_maxima(doc, q[:32], doc_scale=sc),
+                                        K.maxsim_maxima(doc, q[32:], doc_scale=sc)])
+                assert whole.tobytes() == split.tobytes(), (lvl, nd, dim, doc.dtype)
+                ref = (q.astype(np.float64) @ (dequantize(codes, scales) if sc is not None
+                                              else doc.astype(np.float64)).T).max(1)
+                assert np.abs(whole - ref).max() <= 1e-5
+                assert K.maxsim(doc, q[:9], doc_scale=sc) == sum(float(x) for x in split[:9])
+
+
 def test_python_wrappers_validate() -> None:
     q = np.ones((2, 4), np.float32)
     with pytest.raises(ValueError, match="dimensions"):

@@ -24,6 +24,18 @@
  * duplicate cannot change a maximum, so no lane masking is needed.  NaN dot
  * products (only possible after float overflow, inf - inf) are ignored by the
  * maxima at every level.
+ *
+ * Short queries (at most QV_MAXQ tokens: ColBERT queries without [MASK]
+ * expansion, a re-ranker's query) take a second shape that needs no document
+ * packing at all, which is most of the work when few query tokens share each
+ * packed panel: the query is transposed once per call into lane groups
+ * (qT[k] holds element k of L query tokens), and each document token row is
+ * read in place — step k broadcasts d_j[k] and multiplies it by qT[k], so
+ * the SIMD lanes are query tokens and the running maxima need no horizontal
+ * step.  Each <q_i, d_j> is still acc = fma(q_i[k], d_j[k], acc) for k = 0,
+ * 1, ... from acc = 0 (a product commutes exactly), so both shapes give the
+ * same bits.  float16 / int8 document rows are widened into a small row
+ * buffer first, with the same conversions as the packing.
  */
 #include "pgs_maxsim.h"
 #include "pgs_kernels.h"
@@ -37,6 +49,8 @@
 #endif
 
 #define PANEL_MAX	32			/* widest panel of any level, in tokens */
+#define QV_MAXQ		32			/* query tokens the query-vector shape takes */
+#define QV_ROWS		8			/* document token rows per query-vector step */
 #define VLANES		16			/* running-maximum lanes per query token */
 #define QPASS		240			/* query tokens per pass (multiple of every MR) */
 
@@ -75,13 +89,56 @@ pgs_maxsim_scratch_bytes(int dim)
 {
 	size_t		d = dim > 0 ? (size_t) dim : 1;
 
-	return PANEL_MAX * d * sizeof(float) + 64;
+	/* header, query copy, then a panel or the transposed query + widened rows */
+	return (2 * QV_MAXQ + QV_ROWS) * d * sizeof(float) + 3 * 64;
 }
 
 static inline float *
 align64(void *p)
 {
 	return (float *) (((uintptr_t) p + 63) & ~(uintptr_t) 63);
+}
+
+/*
+ * Scratch layout: a 64-byte header saying which query the transposed query
+ * (qT) currently holds, a copy of that query, then the work area (a packed
+ * panel, or qT followed by the widened rows).  Re-ranking or scanning calls
+ * the kernel once per document with the same query: comparing the query
+ * with the copy (a memcmp) is much cheaper than transposing it again.  A
+ * panel overwrites qT, so the packed-panel shape clears the header.
+ */
+#define SCRATCH_MAGIC 0x51564d53	/* "SMVQ" */
+
+typedef struct ScratchHeader
+{
+	uint32_t	magic;			/* SCRATCH_MAGIC when qT is valid */
+	int			nq;
+	int			dim;
+	int			lanes;
+} ScratchHeader;
+
+static inline ScratchHeader *
+scratch_header(void *scratch)
+{
+	return (ScratchHeader *) align64(scratch);
+}
+
+static inline float *
+scratch_qcopy(void *scratch)
+{
+	return (float *) ((char *) align64(scratch) + 64);
+}
+
+static inline float *
+scratch_work(void *scratch, int dim)
+{
+	return align64(scratch_qcopy(scratch) + (size_t) QV_MAXQ * (size_t) dim);
+}
+
+void
+pgs_maxsim_scratch_init(void *scratch)
+{
+	memset(scratch_header(scratch), 0, sizeof(ScratchHeader));
 }
 
 /* token t of the panel starting at j0, the last token standing in for padding */
@@ -349,6 +406,134 @@ NAME(const float *q, int nq, int dim, const float *panel, float *vmax) \
 #define ATTR_compute_avx2_1 AVX2_ATTR
 DEFINE_COMPUTE_MR12(compute_avx2_1, block_avx2, AVX2_MR1, 1)
 
+/* ---------- query-vector shape (see the file comment) ---------- */
+
+/*
+ * qT[(g * dim + k) * L + l] = q_{g L + l}[k]; lanes past nq hold 0, whose
+ * products are never folded into a maximum that is read.
+ */
+static void
+qv_pack_query(const float *q, int nq, int dim, int L, void *scratch, float *qT)
+{
+	ScratchHeader *h = scratch_header(scratch);
+	float	   *copy = scratch_qcopy(scratch);
+	size_t		n = (size_t) nq * (size_t) dim;
+	int			groups = (nq + L - 1) / L;
+
+	if (h->magic == SCRATCH_MAGIC && h->nq == nq && h->dim == dim && h->lanes == L &&
+		memcmp(copy, q, n * sizeof(float)) == 0)
+		return;
+	h->magic = 0;
+
+	for (int g = 0; g < groups; g++)
+		for (int l = 0; l < L; l++)
+		{
+			int			i = g * L + l;
+			float	   *dst = qT + (size_t) g * dim * L + l;
+			const float *src = q + (size_t) i * dim;
+
+			for (int k = 0; k < dim; k++)
+				dst[(size_t) k * L] = i < nq ? src[k] : 0.0f;
+		}
+	memcpy(copy, q, n * sizeof(float));
+	h->nq = nq;
+	h->dim = dim;
+	h->lanes = L;
+	h->magic = SCRATCH_MAGIC;
+}
+
+/* widen rows j .. j + T - 1 of a float16 / int8 document into rows (dim-major per row) */
+AVX2_ATTR static void
+qv_widen_rows(const DocRef *doc, int j, int T, float *rows)
+{
+	int			dim = doc->dim;
+
+	for (int t = 0; t < T; t++)
+	{
+		float	   *r = rows + (size_t) t * dim;
+		int			k = 0;
+
+		for (; k + 8 <= dim; k += 8)
+			_mm256_storeu_ps(r + k, load8_doc(doc, doc->fmt, j + t, k));
+		for (; k < dim; k++)
+			r[k] = doc_value(doc, j + t, k);
+	}
+}
+
+/* the T rows starting at document token j, as float32: in place, or widened */
+AVX2_ATTR static ALWAYS_INLINE const float *
+qv_rows(const DocRef *doc, int j, int T, float *rowbuf)
+{
+	if (doc->fmt == DOC_F32)
+		return (const float *) doc->d + (size_t) j * doc->dim;
+	qv_widen_rows(doc, j, T, rowbuf);
+	return rowbuf;
+}
+
+/*
+ * AVX2: one lane group of 8 query tokens, T (<= QV_ROWS) document rows:
+ * 8 accumulators + 1 query vector + 1 broadcast of the 16 ymm registers.
+ */
+AVX2_ATTR static ALWAYS_INLINE void
+qv_block_avx2(const float *qT, int dim, const float *rows, __m256 *vmax, const int T)
+{
+	__m256		acc[QV_ROWS];
+
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int k = 0; k < dim; k++)
+	{
+		__m256		qv = _mm256_load_ps(qT + (size_t) k * 8);
+
+		_Pragma("GCC unroll 8")
+		for (int t = 0; t < T; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss(rows + (size_t) t * dim + k), qv, acc[t]);
+	}
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		*vmax = _mm256_max_ps(acc[t], *vmax);
+}
+
+#define QV_CASE(FN, T, ...) case T: FN(__VA_ARGS__, T); break;
+#define QV_SWITCH(FN, n, ...) \
+	switch (n) \
+	{ \
+		QV_CASE(FN, 1, __VA_ARGS__) QV_CASE(FN, 2, __VA_ARGS__) QV_CASE(FN, 3, __VA_ARGS__) \
+		QV_CASE(FN, 4, __VA_ARGS__) QV_CASE(FN, 5, __VA_ARGS__) QV_CASE(FN, 6, __VA_ARGS__) \
+		QV_CASE(FN, 7, __VA_ARGS__) QV_CASE(FN, 8, __VA_ARGS__) \
+		default: break; \
+	}
+
+AVX2_ATTR static void
+qv_update_avx2(const float *q, int nq, const DocRef *doc, float *qmax, void *scratch)
+{
+	int			dim = doc->dim;
+	int			groups = (nq + 7) / 8;
+	__m256		vmax[QV_MAXQ / 8];
+	float		lanes[QV_MAXQ];
+
+	float	   *qT = scratch_work(scratch, dim);
+	float	   *rowbuf = align64(qT + (size_t) QV_MAXQ * dim);
+
+	qv_pack_query(q, nq, dim, 8, scratch, qT);
+	for (int g = 0; g < groups; g++)
+		vmax[g] = _mm256_set1_ps(-INFINITY);
+	for (int j = 0; j < doc->nd; j += QV_ROWS)
+	{
+		int			T = doc->nd - j < QV_ROWS ? doc->nd - j : QV_ROWS;
+		const float *rows = qv_rows(doc, j, T, rowbuf);
+
+		for (int g = 0; g < groups; g++)
+			QV_SWITCH(qv_block_avx2, T, qT + (size_t) g * dim * 8, dim, rows, &vmax[g]);
+	}
+	for (int g = 0; g < groups; g++)
+		_mm256_storeu_ps(lanes + 8 * g, vmax[g]);
+	for (int i = 0; i < nq; i++)
+		if (lanes[i] > qmax[i])
+			qmax[i] = lanes[i];
+}
+
 /*
  * AVX-512 micro-kernel: the same shape on zmm.  NV = 2, MR = 12: 24
  * accumulators + 2 panel vectors + 1 broadcast of the 32 zmm registers.
@@ -395,6 +580,70 @@ block_avx512(const float *q, int dim, const float *panel, float *vmax, const int
 #define ATTR_compute_avx512_1 AVX512_ATTR
 DEFINE_COMPUTE_MR12(compute_avx512_2, block_avx512, AVX512_MR, 2)
 DEFINE_COMPUTE_MR12(compute_avx512_1, block_avx512, AVX512_MR, 1)
+
+/*
+ * AVX-512: G (1 or 2) lane groups of 16 query tokens at once, T document
+ * rows: 16 accumulators + 2 query vectors + 1 broadcast of 32 zmm.
+ */
+AVX512_ATTR static ALWAYS_INLINE void
+qv_block_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const int G, const int T)
+{
+	__m512		acc[QV_ROWS][2];
+
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		for (int g = 0; g < G; g++)
+			acc[t][g] = _mm512_setzero_ps();
+	for (int k = 0; k < dim; k++)
+	{
+		__m512		qv[2];
+
+		for (int g = 0; g < G; g++)
+			qv[g] = _mm512_load_ps(qT + ((size_t) g * dim + k) * 16);
+		_Pragma("GCC unroll 8")
+		for (int t = 0; t < T; t++)
+		{
+			__m512		b = _mm512_set1_ps(rows[(size_t) t * dim + k]);
+
+			for (int g = 0; g < G; g++)
+				acc[t][g] = _mm512_fmadd_ps(b, qv[g], acc[t][g]);
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		for (int g = 0; g < G; g++)
+			vmax[g] = _mm512_max_ps(acc[t][g], vmax[g]);
+}
+
+AVX512_ATTR static void
+qv_update_avx512(const float *q, int nq, const DocRef *doc, float *qmax, void *scratch)
+{
+	int			dim = doc->dim;
+	int			groups = (nq + 15) / 16;
+	__m512		vmax[2];
+	float		lanes[QV_MAXQ];
+
+	float	   *qT = scratch_work(scratch, dim);
+	float	   *rowbuf = align64(qT + (size_t) QV_MAXQ * dim);
+
+	qv_pack_query(q, nq, dim, 16, scratch, qT);
+	vmax[0] = vmax[1] = _mm512_set1_ps(-INFINITY);
+	for (int j = 0; j < doc->nd; j += QV_ROWS)
+	{
+		int			T = doc->nd - j < QV_ROWS ? doc->nd - j : QV_ROWS;
+		const float *rows = qv_rows(doc, j, T, rowbuf);
+
+		if (groups == 1)
+			QV_SWITCH(qv_block_avx512, T, qT, dim, rows, vmax, 1)
+		else
+			QV_SWITCH(qv_block_avx512, T, qT, dim, rows, vmax, 2)
+	}
+	_mm512_storeu_ps(lanes, vmax[0]);
+	_mm512_storeu_ps(lanes + 16, vmax[1]);
+	for (int i = 0; i < nq; i++)
+		if (lanes[i] > qmax[i])
+			qmax[i] = lanes[i];
+}
 
 #endif							/* PGS_X86 */
 
@@ -446,11 +695,22 @@ static void
 maxsim_update(const float *q, int nq, const DocRef *doc, float *qmax, void *scratch)
 {
 	float		vmax[QPASS * VLANES];
-	float	   *panel = align64(scratch);
+	float	   *panel = scratch_work(scratch, doc->dim);
 	LevelKernels lk;
 
 	if (nq <= 0 || doc->nd <= 0 || doc->dim <= 0)
 		return;
+#ifdef PGS_X86
+	if (nq <= QV_MAXQ && pgs_kernels_level() >= PGS_LEVEL_AVX2)
+	{
+		if (pgs_kernels_level() >= PGS_LEVEL_AVX512)
+			qv_update_avx512(q, nq, doc, qmax, scratch);
+		else
+			qv_update_avx2(q, nq, doc, qmax, scratch);
+		return;
+	}
+#endif
+	scratch_header(scratch)->magic = 0;	/* the panels overwrite qT */
 	level_kernels(doc->fmt, &lk);
 	for (int q0 = 0; q0 < nq; q0 += QPASS)
 	{

@@ -32,11 +32,13 @@ extern "C" {
 
 /*
  * Bytes of scratch memory the kernels below need for tokens of dim
- * dimensions (a packed panel of document tokens, 64-byte aligned inside).
- * The caller allocates it once and may reuse it for any call with that dim
- * or less.
+ * dimensions (packed document panels or a transposed query, 64-byte aligned
+ * inside).  The caller allocates it, calls pgs_maxsim_scratch_init once, and
+ * may reuse it for any call with that dim or less; reusing it for one query
+ * across many documents saves re-transposing a short query each time.
  */
 size_t		pgs_maxsim_scratch_bytes(int dim);
+void		pgs_maxsim_scratch_init(void *scratch);
 
 /*
  * Running maxima: for each query token i < nq,

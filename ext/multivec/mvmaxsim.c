@@ -40,6 +40,7 @@ CacheReserve(MaxSimCache *cache, int nq, int dim)
 		if (cache->scratch)
 			pfree(cache->scratch);
 		cache->scratch = MemoryContextAlloc(cache->mcxt, pgs_maxsim_scratch_bytes(dim));
+		pgs_maxsim_scratch_init(cache->scratch);
 		cache->dim = dim;
 	}
 	if (cache->nq < nq)

@@ -52,6 +52,7 @@ __all__ = [
     "f16_to_f32",
     "f32_to_f16",
     "maxsim",
+    "maxsim_maxima",
     "quantize_i8",
 ]
 
@@ -449,6 +450,47 @@ def quantize_i8(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
+def _maxsim_operands(doc: np.ndarray, query: np.ndarray,
+                     doc_scale: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validated (query float32, doc, int8 scales or None) for the MaxSim kernels."""
+    q = _token_matrix(query, "query", (np.float32, np.float16))
+    if q.dtype == np.float16:
+        q = q.astype(np.float32)
+    d = _token_matrix(doc, "doc", (np.float32, np.float16, np.int8))
+    if d.shape[1] != q.shape[1]:
+        raise ValueError(f"doc has {d.shape[1]} dimensions but query has {q.shape[1]}")
+    if d.dtype == np.int8:
+        if doc_scale is None:
+            raise ValueError("an int8 doc needs doc_scale (one float32 scale per token)")
+        sc = _float_vector(doc_scale, "doc_scale")
+        if sc.shape[0] != d.shape[0]:
+            raise ValueError(f"doc_scale has {sc.shape[0]} entries but doc has {d.shape[0]} tokens")
+        if (sc < 0).any():
+            raise ValueError("doc_scale must be non-negative")
+        return q, d, sc
+    if doc_scale is not None:
+        raise ValueError("doc_scale is only for int8 docs")
+    return q, d, None
+
+
+def _maxsim_call(kind: str, q: np.ndarray, d: np.ndarray, sc: np.ndarray | None, *extra: Any) -> Any:
+    """Call pgs_maxsim_<kind>_{f32,f16,i8} (kind "" for the whole score, "update_" for running maxima)."""
+    nq, dim = q.shape
+    nd = d.shape[0]
+    scratch = ffi.new("char[]", int(lib.pgs_maxsim_scratch_bytes(dim)))
+    lib.pgs_maxsim_scratch_init(scratch)
+    qp = ffi.cast("float *", ffi.from_buffer(q))
+    if sc is not None:
+        return getattr(lib, f"pgs_maxsim_{kind}i8")(qp, nq, ffi.cast("int8_t *", ffi.from_buffer(d)),
+                                                   ffi.cast("float *", ffi.from_buffer(sc)), nd, dim,
+                                                   *extra, scratch)
+    if d.dtype == np.float16:
+        return getattr(lib, f"pgs_maxsim_{kind}f16")(qp, nq, ffi.cast("uint16_t *", ffi.from_buffer(d.view(np.uint16))),
+                                                    nd, dim, *extra, scratch)
+    return getattr(lib, f"pgs_maxsim_{kind}f32")(qp, nq, ffi.cast("float *", ffi.from_buffer(d)), nd, dim,
+                                                *extra, scratch)
+
+
 def maxsim(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | None = None) -> float:
     """ColBERT MaxSim: ``sum_i max_j <query_i, doc_j>`` — the server's ``maxsim(doc, query)``.
 
@@ -459,29 +501,14 @@ def maxsim(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | None = No
     float16 and int8 documents score exactly like their dequantized float32 copy.
     Equals numpy's ``(query @ doc.T).max(1).sum()`` up to float32 rounding.
     """
-    q = _token_matrix(query, "query", (np.float32, np.float16))
-    if q.dtype == np.float16:
-        q = q.astype(np.float32)
-    d = _token_matrix(doc, "doc", (np.float32, np.float16, np.int8))
-    nq, dim = q.shape
-    nd = d.shape[0]
-    if d.shape[1] != dim:
-        raise ValueError(f"doc has {d.shape[1]} dimensions but query has {dim}")
-    scratch = ffi.new("char[]", int(lib.pgs_maxsim_scratch_bytes(dim)))
-    qp = ffi.cast("float *", ffi.from_buffer(q))
-    if d.dtype == np.int8:
-        if doc_scale is None:
-            raise ValueError("an int8 doc needs doc_scale (one float32 scale per token)")
-        sc = _float_vector(doc_scale, "doc_scale")
-        if sc.shape[0] != nd:
-            raise ValueError(f"doc_scale has {sc.shape[0]} entries but doc has {nd} tokens")
-        if (sc < 0).any():
-            raise ValueError("doc_scale must be non-negative")
-        return float(lib.pgs_maxsim_i8(qp, nq, ffi.cast("int8_t *", ffi.from_buffer(d)),
-                                       ffi.cast("float *", ffi.from_buffer(sc)), nd, dim, scratch))
-    if doc_scale is not None:
-        raise ValueError("doc_scale is only for int8 docs")
-    if d.dtype == np.float16:
-        return float(lib.pgs_maxsim_f16(qp, nq, ffi.cast("uint16_t *", ffi.from_buffer(d.view(np.uint16))),
-                                        nd, dim, scratch))
-    return float(lib.pgs_maxsim_f32(qp, nq, ffi.cast("float *", ffi.from_buffer(d)), nd, dim, scratch))
+    q, d, sc = _maxsim_operands(doc, query, doc_scale)
+    return float(_maxsim_call("", q, d, sc))
+
+
+def maxsim_maxima(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | None = None) -> np.ndarray:
+    """Per-query-token maxima ``max_j <query_i, doc_j>`` (float32, shape ``(nq,)``): the terms MaxSim sums,
+    from the same kernels as :func:`maxsim` (``pgs_maxsim_update_*``)."""
+    q, d, sc = _maxsim_operands(doc, query, doc_scale)
+    out = np.full(q.shape[0], -np.inf, dtype=np.float32)
+    _maxsim_call("update_", q, d, sc, ffi.cast("float *", ffi.from_buffer(out)))
+    return out
