@@ -94,7 +94,7 @@ def test_rows_schema_and_recall(mv_rows):
     assert [r for r in search if r["system"] == "numpy"][0]["recall_at_10"] >= 0.999
     fde = [r for r in search if r["system"] == "pgsieve_fde"]
     assert {r["config"]["fde"] for r in fde} == {"default", "small"}
-    assert sum(1 for r in fde if r.get("default")) == 1                 # default fde_rerank (200) added
+    assert sum(1 for r in fde if r.get("default")) == 1                 # the default fde_rerank measured once
     assert all(r["build_s"] is not None and r["index_mb"] > 0 for r in fde)
     # re-ranking every candidate at the largest K beats BM25's own order against MaxSim
     assert mm["maxsim_rerank_available"]

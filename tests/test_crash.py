@@ -124,7 +124,7 @@ class RelFile:
 # binary_scan / multivec_fde: the meta page (block 0) holds magic, version, then BscanParams
 BS_PARAM = {"kind": 32, "metric": 36, "quantizer": 40, "dims": 44, "codeBytes": 48, "capacity": 52,
             "thresholdPages": 56, "insertPage": 60, "nullPage": 64, "tokenDim": 68, "fdeReps": 72}
-BS_DATA, BS_NULLS = 3, 4
+BS_DATA, BS_NULLS, BS_TOKENS = 3, 4, 5
 
 
 def bs_meta(f: RelFile) -> dict[str, int]:
@@ -142,6 +142,12 @@ def bs_page(f: RelFile, kind: int) -> int:
 
 def bs_tids_at(m: dict[str, int]) -> int:
     return CONTENTS + m["capacity"] * m["codeBytes"]
+
+
+def bs_tokptrs_at(m: dict[str, int]) -> int:
+    """Where a data page's token pointers (block, offset: two uint32 per entry) start: after the TIDs, 4-aligned."""
+    end = bs_tids_at(m) + 6 * m["capacity"]
+    return (end + 3) // 4 * 4
 
 
 def bs_set_count(f: RelFile, b: int, count: int, fix_lower: bool) -> None:
@@ -323,6 +329,14 @@ MULTIVEC_DAMAGE = [
     Damage("dropped_null", lambda f: bs_set_count(f, bs_page(f, BS_NULLS), int(f.get("H", bs_page(f, BS_NULLS),
                                                                                       SPECIAL + 2)) - 1, True),
            None, r"has no entry in multivec_fde index"),
+    # store_tokens: a data entry's pointer to its value, the value's bytes, a token page's length
+    Damage("token_pointer", lambda f: f.put("I", bs_page(f, BS_DATA), bs_tokptrs_at(bs_meta(f)) + 4, 12),
+           r"damaged token page \d+: a token pointer has a bad offset", r"a token pointer has a bad offset"),
+    Damage("token_value", lambda f: f.put("B", bs_page(f, BS_TOKENS), CONTENTS + 20,
+                                          f.get("B", bs_page(f, BS_TOKENS), CONTENTS + 20) ^ 0x40),
+           None, r"does not match the row's current value"),
+    Damage("token_length", lambda f: f.put("H", bs_page(f, BS_TOKENS), 12, CONTENTS + 2),
+           r"damaged token page \d+: not a token page, or shorter than a value on it", r"shorter than a value"),
 ]
 
 

@@ -24,11 +24,16 @@
  * the index can answer a scan without ORDER BY, and an ORDER BY scan returns
  * them last, after every row with a distance, as ORDER BY ... ASC does.
  *
- * A data page stores its entries as two parallel arrays so the Hamming kernel
+ * A data page stores its entries as parallel arrays so the Hamming kernel
  * runs over contiguous codes:
- *   [codes: capacity x codeBytes][tids: capacity x ItemPointerData] ... special
- * pd_lower covers the tid array's used part, so GenericXLog sees every byte
+ *   [codes: capacity x codeBytes][tids: capacity x ItemPointerData]
+ *   [token pointers: capacity x BscanTokPtr, multivec_fde with store_tokens] ... special
+ * pd_lower covers the last array's used part, so GenericXLog sees every byte
  * that can change.
+ *
+ * multivec_fde keeps, by default (reloption store_tokens), a copy of each
+ * document's multivec value in token pages, so its exact MaxSim re-rank reads
+ * index pages instead of the heap row and its TOAST chunks (bscantokens.c).
  */
 #ifndef BSCAN_H
 #define BSCAN_H
@@ -46,7 +51,8 @@
 #include "pgsieve_compat.h"
 
 #define BSCAN_MAGIC				0x42534331	/* "BSC1" */
-#define BSCAN_VERSION			2	/* 2: MUVERA parameters in BscanParams */
+#define BSCAN_VERSION			3	/* 2: MUVERA parameters; 3: token pages */
+#define BSCAN_MIN_VERSION		2	/* version 2 indexes read as "no token pages" */
 #define BSCAN_METAPAGE_BLKNO	0
 
 /* page kinds, in the special space */
@@ -54,6 +60,7 @@
 #define BSCAN_PAGE_THRESHOLDS	2
 #define BSCAN_PAGE_DATA			3
 #define BSCAN_PAGE_NULLS		4	/* heap TIDs of rows whose value is NULL */
+#define BSCAN_PAGE_TOKENS		5	/* multivec_fde: documents' multivec values */
 
 /* what the indexed column holds (support function 1 tells) */
 #define BSCAN_KIND_VECTOR		1
@@ -94,8 +101,8 @@
 typedef struct BscanPageOpaqueData
 {
 	uint16		kind;			/* BSCAN_PAGE_* */
-	uint16		count;			/* entries in use on a data page */
-	uint32		unused;
+	uint16		count;			/* entries in use on a data page; values starting on a token page */
+	uint32		next;			/* token page: where the value at its end continues */
 } BscanPageOpaqueData;
 
 typedef BscanPageOpaqueData *BscanPageOpaque;
@@ -120,8 +127,11 @@ typedef struct BscanParams
 	int32		fdeKsim;
 	int32		fdeDproj;
 	int32		fdeFinalDim;
-	int32		unused;
+	int32		storeTokens;	/* 1: data entries point to the value in token pages */
 	uint64		fdeSeed;
+	/* token pages (store_tokens): where the next value is appended */
+	BlockNumber tokenPage;		/* InvalidBlockNumber: none yet */
+	uint32		tokenFree;		/* first free byte on it */
 } BscanParams;
 
 typedef struct BscanMetaPageData
@@ -143,6 +153,21 @@ typedef BscanMetaPageData *BscanMetaPage;
 #define BscanPageTids(page, capacity, codeBytes) \
 	((ItemPointerData *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
 
+/* where a document's value starts in the token pages */
+typedef struct BscanTokPtr
+{
+	BlockNumber blkno;
+	uint32		offset;			/* byte offset on that page, MAXALIGNed */
+} BscanTokPtr;
+
+#define BscanTokPtrsOffset(capacity, codeBytes) \
+	TYPEALIGN(sizeof(uint32), BscanTidsOffset(capacity, codeBytes) + (Size) (capacity) * sizeof(ItemPointerData))
+#define BscanPageTokPtrs(page, capacity, codeBytes) \
+	((BscanTokPtr *) ((char *) (page) + BscanTokPtrsOffset(capacity, codeBytes)))
+
+/* the byte range of a token page that holds values */
+#define BSCAN_TOKENS_END		(BLCKSZ - MAXALIGN(sizeof(BscanPageOpaqueData)))
+
 /* heap TIDs per null page (stored where a data page keeps its codes) */
 #define BSCAN_NULLS_PER_PAGE \
 	((int) ((BLCKSZ - BSCAN_CODES_OFFSET - MAXALIGN(sizeof(BscanPageOpaqueData))) / sizeof(ItemPointerData)))
@@ -162,6 +187,7 @@ typedef struct BscanOptions
 	int			dproj;
 	int			finalDim;
 	int			seed;
+	bool		storeTokens;
 } BscanOptions;
 
 /* The index's description: the meta page's parameters and the learned statistics. */
@@ -198,7 +224,8 @@ extern void MvfdeValueToFloats(Datum value, const BscanParams *p, bool query, fl
 extern int	BscanGetKind(Relation index);
 extern int	BscanGetMetric(Relation index);
 extern int	BscanGetQuantizerOption(Relation index);
-extern int	BscanCapacity(int codeBytes);
+extern int	BscanCapacity(const BscanParams *p);
+extern Size BscanDataPageLower(const BscanParams *p, int count);
 extern void BscanInitPage(Page page, uint16 kind);
 extern void BscanReadInfo(Relation index, BscanInfo *info);
 extern void BscanCachedStats(Relation index, BscanInfo *info);
@@ -209,6 +236,11 @@ extern int	BscanRerank(int kind);
 extern int	BscanOversample(int kind);
 extern void BscanEncode(Datum value, const BscanInfo *info, uint8 *code, float *scratch);
 extern void BscanCheckDims(int got, int expected);
+
+/* bscantokens.c */
+extern void BscanTokenWrite(Relation index, BscanParams *p, Datum value, BscanTokPtr *ptr);
+extern struct varlena *BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber nblocks,
+									  char **buf, Size *bufSize);
 
 /* the AM's callbacks */
 extern IndexBuildResult *bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo);

@@ -58,7 +58,7 @@ BscanBuildSeeDims(BscanBuildState *bs, Datum value)
 	{
 		bs->info.p.dims = dims;
 		bs->info.p.codeBytes = (dims + 7) / 8;
-		bs->info.p.capacity = BscanCapacity(bs->info.p.codeBytes);
+		bs->info.p.capacity = BscanCapacity(&bs->info.p);
 		if (bs->info.p.capacity < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -111,18 +111,19 @@ BscanFlushPage(BscanBuildState *bs)
 	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
 }
 
-/* Append one code and its heap TID to the local data page. */
+/* Append one code, its heap TID and (store_tokens) its value's place to the local data page. */
 static void
-BscanBuildAdd(BscanBuildState *bs, ItemPointer tid)
+BscanBuildAdd(BscanBuildState *bs, ItemPointer tid, const BscanTokPtr *tok)
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(bs->page);
 	int			n = opaque->count;
 
 	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.p.codeBytes, bs->code, bs->info.p.codeBytes);
 	BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tid;
+	if (bs->info.p.storeTokens)
+		BscanPageTokPtrs(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tok;
 	opaque->count = n + 1;
-	((PageHeader) bs->page)->pd_lower =
-		BscanTidsOffset(bs->info.p.capacity, bs->info.p.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
+	((PageHeader) bs->page)->pd_lower = BscanDataPageLower(&bs->info.p, n + 1);
 	if (opaque->count >= bs->info.p.capacity)
 		BscanFlushPage(bs);
 }
@@ -156,6 +157,7 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 	BscanBuildState *bs = (BscanBuildState *) state;
 	MemoryContext old;
 	Datum		value;
+	BscanTokPtr tok = {InvalidBlockNumber, 0};
 
 	if (isnull[0])
 	{
@@ -175,10 +177,12 @@ BscanEncodeCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 			bs->scratch = MemoryContextAlloc(parent, sizeof(float) * bs->info.p.dims);
 	}
 	BscanEncode(value, &bs->info, bs->code, bs->scratch);
+	if (bs->info.p.storeTokens)
+		BscanTokenWrite(bs->index, &bs->info.p, value, &tok);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(bs->tmpCtx);
 
-	BscanBuildAdd(bs, tid);
+	BscanBuildAdd(bs, tid, &tok);
 	bs->indtuples += 1;
 }
 
@@ -252,6 +256,7 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 		BSCAN_QUANTIZER_SIGN : BscanGetQuantizerOption(index);
 	bs->info.p.insertPage = InvalidBlockNumber;
 	bs->info.p.nullPage = InvalidBlockNumber;
+	bs->info.p.tokenPage = InvalidBlockNumber;
 	bs->lastPage = InvalidBlockNumber;
 	bs->lastNullPage = InvalidBlockNumber;
 	if (bs->info.p.kind == BSCAN_KIND_MULTIVEC)
@@ -265,7 +270,7 @@ BscanInitBuildState(BscanBuildState *bs, Relation index, ForkNumber forkNum)
 							BSCAN_MAX_DIM, typmod)));
 		bs->info.p.dims = typmod;
 		bs->info.p.codeBytes = (typmod + 7) / 8;
-		bs->info.p.capacity = BscanCapacity(bs->info.p.codeBytes);
+		bs->info.p.capacity = BscanCapacity(&bs->info.p);
 	}
 	bs->tmpCtx = AllocSetContextCreate(CurrentMemoryContext, "binary_scan build tuple",
 									   ALLOCSET_DEFAULT_SIZES);

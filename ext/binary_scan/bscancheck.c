@@ -14,11 +14,16 @@
  *               finite floats (thresholds, then non-negative scales);
  *   data pages  every later block is a data page, a null page, or all zero
  *               (a relation extension a crash cut short); count within the
- *               page's capacity, pd_lower covering exactly the used TIDs,
- *               every TID a valid heap TID, no code bit set beyond dims;
- *               the meta page's insert page and null page have their kind.
+ *               page's capacity, pd_lower covering exactly the used TIDs
+ *               (and token pointers), every TID a valid heap TID, no code
+ *               bit set beyond dims; the meta page's insert page and null
+ *               page have their kind;
+ *   token pages (multivec_fde, store_tokens) pd_lower and the continuation
+ *               link in range; every entry's stored value readable whole
+ *               (its pages, links and length).
  * With heapallindexed every code (or NULL row) becomes an entry, and a heap
- * row's fingerprint is the code BscanEncode makes of its value today.
+ * row's fingerprint is the code BscanEncode makes of its value today (and,
+ * with store_tokens, the value's bytes, which the stored copy must equal).
  */
 #include "postgres.h"
 
@@ -41,10 +46,15 @@ typedef struct BscanCheckAm
 	float	   *scratch;
 } BscanCheckAm;
 
+/* an entry's fingerprint: its code, and its stored value (NULL without store_tokens) */
 static uint64
-BscanCodeFingerprint(const uint8 *code, int codeBytes)
+BscanCodeFingerprint(const uint8 *code, int codeBytes, const struct varlena *value)
 {
-	return hash_bytes_extended(code, codeBytes, BSCAN_CHECK_SEED);
+	uint64		fp = hash_bytes_extended(code, codeBytes, BSCAN_CHECK_SEED);
+
+	if (value)
+		fp = hash_bytes_extended((const unsigned char *) value, VARSIZE(value), fp);
+	return fp;
 }
 
 static bool
@@ -65,7 +75,8 @@ BscanHeapFingerprint(PgsCheckState *st, Datum value, bool isnull, uint64 *fp)
 	if (BscanValueDims(value, &p) != am->info.p.dims || p.tokenDim != am->info.p.tokenDim)
 		return false;
 	BscanEncode(value, &am->info, am->code, am->scratch);
-	*fp = BscanCodeFingerprint(am->code, am->info.p.codeBytes);
+	*fp = BscanCodeFingerprint(am->code, am->info.p.codeBytes,
+							   am->info.p.storeTokens ? (struct varlena *) DatumGetPointer(value) : NULL);
 	return true;
 }
 
@@ -97,7 +108,7 @@ BscanCheckParams(PgsCheckState *st, const BscanParams *p, BlockNumber nblocks)
 			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "no dimensions yet, but code size %d and capacity %d",
 							p->codeBytes, p->capacity);
 	}
-	else if (p->codeBytes != (p->dims + 7) / 8 || p->capacity != BscanCapacity(p->codeBytes) || p->capacity < 1)
+	else if (p->codeBytes != (p->dims + 7) / 8 || p->capacity != BscanCapacity(p) || p->capacity < 1)
 		PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "%d dimensions, but code size %d and capacity %d",
 						p->dims, p->codeBytes, p->capacity);
 
@@ -126,13 +137,20 @@ BscanCheckParams(PgsCheckState *st, const BscanParams *p, BlockNumber nblocks)
 		if (p->tokenDim > 0 && pgs_fde_output_dim(&k) != (size_t) p->dims)
 			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "FDE parameters give %zu dimensions, the meta page says %d",
 							pgs_fde_output_dim(&k), p->dims);
+		if (p->storeTokens != 0 && p->storeTokens != 1)
+			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "store_tokens flag is %d", p->storeTokens);
+		if (BlockNumberIsValid(p->tokenPage) &&
+			(!p->storeTokens || p->tokenPage <= p->thresholdPages || p->tokenPage >= nblocks ||
+			 p->tokenFree > BSCAN_TOKENS_END))
+			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "token page %u (free from %u) out of place",
+							p->tokenPage, p->tokenFree);
 	}
 	else
 	{
 		if (typmod > 0 && p->dims != typmod)
 			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "%d dimensions, the column's typmod %d", p->dims, typmod);
 		if (p->tokenDim != 0 || p->fdeReps != 0 || p->fdeKsim != 0 || p->fdeDproj != 0 ||
-			p->fdeFinalDim != 0 || p->fdeSeed != 0)
+			p->fdeFinalDim != 0 || p->fdeSeed != 0 || p->storeTokens != 0 || BlockNumberIsValid(p->tokenPage))
 			PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "FDE parameters set on a %s index",
 							kind == BSCAN_KIND_BIT ? "bit" : "vector");
 	}
@@ -203,7 +221,10 @@ BscanCheckIndex(PgsCheckState *st)
 	BlockNumber nblocks;
 	uint32		ndata = 0,
 				nnull = 0,
+				ntoken = 0,
 				nzero = 0;
+	char	   *tokenBuf = NULL;
+	Size		tokenBufSize = 0;
 	int64		entries = 0,
 				nullEntries = 0;
 	uint8		padMask;
@@ -219,10 +240,17 @@ BscanCheckIndex(PgsCheckState *st)
 	if (meta.magic != BSCAN_MAGIC)
 		PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "meta page magic is 0x%08x, expected 0x%08x",
 						meta.magic, BSCAN_MAGIC);
-	if (meta.version != BSCAN_VERSION)
+	if (meta.version < BSCAN_MIN_VERSION || meta.version > BSCAN_VERSION)
 		PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "meta page version is %u, expected %d",
 						meta.version, BSCAN_VERSION);
-	if (((PageHeader) page)->pd_lower != MAXALIGN(SizeOfPageHeaderData) + sizeof(BscanMetaPageData))
+	if (meta.version < 3)
+	{
+		/* as BscanReadInfo reads it; its meta page ended at fdeSeed */
+		p->storeTokens = 0;
+		p->tokenPage = InvalidBlockNumber;
+		p->tokenFree = 0;
+	}
+	else if (((PageHeader) page)->pd_lower != MAXALIGN(SizeOfPageHeaderData) + sizeof(BscanMetaPageData))
 		PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "meta page pd_lower is %u",
 						(unsigned) ((PageHeader) page)->pd_lower);
 
@@ -259,14 +287,24 @@ BscanCheckIndex(PgsCheckState *st)
 			capacity = p->capacity;
 			if (opaque->count > capacity)
 				PgsCheckCorrupt(st, blkno, "data page holds %u entries, its capacity is %d", opaque->count, capacity);
-			if (((PageHeader) page)->pd_lower !=
-				BscanTidsOffset(capacity, p->codeBytes) + (Size) opaque->count * sizeof(ItemPointerData))
+			if (((PageHeader) page)->pd_lower != BscanDataPageLower(p, opaque->count))
 				PgsCheckCorrupt(st, blkno, "data page pd_lower %u does not end its %u entries",
 								(unsigned) ((PageHeader) page)->pd_lower, opaque->count);
 			tids = BscanPageTids(page, capacity, p->codeBytes);
 			for (int i = 0; i < opaque->count; i++)
 			{
 				const uint8 *code = codes + (Size) i * p->codeBytes;
+				struct varlena *value = NULL;
+
+				if (p->storeTokens)
+				{
+					/* its pages, links and length; raises index_corrupted if damaged */
+					value = BscanTokenRead(index, BscanPageTokPtrs(page, capacity, p->codeBytes)[i], nblocks,
+										   &tokenBuf, &tokenBufSize);
+					if (p->tokenDim > 0 && DatumGetMultiVec(PointerGetDatum(value))->dim != p->tokenDim)
+						PgsCheckCorrupt(st, blkno, "entry %d's stored value has %d-dimensional tokens, expected %d",
+										i, DatumGetMultiVec(PointerGetDatum(value))->dim, p->tokenDim);
+				}
 
 				if (!PgsCheckTidIsValid(&tids[i]))
 					PgsCheckCorrupt(st, blkno, "entry %d has invalid heap TID (%u,%u)", i,
@@ -275,7 +313,7 @@ BscanCheckIndex(PgsCheckState *st)
 				if (code[p->codeBytes - 1] & padMask)
 					PgsCheckCorrupt(st, blkno, "entry %d has code bits set beyond its %d dimensions", i, p->dims);
 				if (st->heapallindexed)
-					PgsCheckAddEntry(st, &tids[i], blkno, i, BscanCodeFingerprint(code, p->codeBytes));
+					PgsCheckAddEntry(st, &tids[i], blkno, i, BscanCodeFingerprint(code, p->codeBytes, value));
 			}
 			ndata++;
 			entries += opaque->count;
@@ -303,16 +341,28 @@ BscanCheckIndex(PgsCheckState *st)
 			nnull++;
 			nullEntries += opaque->count;
 		}
+		else if (opaque->kind == BSCAN_PAGE_TOKENS && p->storeTokens)
+		{
+			/* values are checked through the entries that point to them */
+			if (((PageHeader) page)->pd_lower < BSCAN_CODES_OFFSET ||
+				((PageHeader) page)->pd_lower > BSCAN_TOKENS_END)
+				PgsCheckCorrupt(st, blkno, "token page pd_lower %u out of range",
+								(unsigned) ((PageHeader) page)->pd_lower);
+			if (BlockNumberIsValid(opaque->next) &&
+				(opaque->next <= p->thresholdPages || opaque->next >= nblocks || opaque->next == blkno))
+				PgsCheckCorrupt(st, blkno, "token page continues on block %u", opaque->next);
+			ntoken++;
+		}
 		else
 			PgsCheckCorrupt(st, blkno, "page of kind %u among the data pages", opaque->kind);
 	}
 	pfree(page);
 
 	ereport(DEBUG1,
-			(errmsg_internal("%s index \"%s\": %u blocks (%u statistics, %u data, %u null, %u unused); "
+			(errmsg_internal("%s index \"%s\": %u blocks (%u statistics, %u data, %u null, %u token, %u unused); "
 							 INT64_FORMAT " entries, " INT64_FORMAT " NULL entries",
 							 st->amname, RelationGetRelationName(index), nblocks, p->thresholdPages,
-							 ndata, nnull, nzero, entries, nullEntries)));
+							 ndata, nnull, ntoken, nzero, entries, nullEntries)));
 
 	if (st->heapallindexed)
 	{

@@ -18,11 +18,11 @@
 #include "bscan.h"
 
 /*
- * Add (code, tid) to the data page, or tid alone to the null page (code
- * NULL); the caller has the page locked.
+ * Add (code, tid[, tok]) to the data page, or tid alone to the null page
+ * (code NULL); the caller has the page locked.
  */
 static void
-BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer tid)
+BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer tid, const BscanTokPtr *tok)
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	int			n = opaque->count;
@@ -36,16 +36,19 @@ BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer ti
 	}
 	memcpy(BscanPageCodes(page) + (Size) n * info->p.codeBytes, code, info->p.codeBytes);
 	BscanPageTids(page, info->p.capacity, info->p.codeBytes)[n] = *tid;
-	((PageHeader) page)->pd_lower =
-		BscanTidsOffset(info->p.capacity, info->p.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);
+	if (info->p.storeTokens)
+		BscanPageTokPtrs(page, info->p.capacity, info->p.codeBytes)[n] = *tok;
+	((PageHeader) page)->pd_lower = BscanDataPageLower(&info->p, n + 1);
 }
 
 /*
  * Write the entry under the meta page's lock (see the file comment): a code
  * goes to the insert page, a NULL row's TID (code NULL) to the null page.
+ * With store_tokens the value (detoasted) is first appended to the token
+ * pages, under the same lock, and the entry points to it.
  */
 static void
-BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer tid)
+BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer tid, Datum value)
 {
 	Buffer		metabuf = ReadBuffer(index, BSCAN_METAPAGE_BLKNO);
 	Buffer		buf = InvalidBuffer;
@@ -56,6 +59,8 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	int			capacity = code ? info->p.capacity : BSCAN_NULLS_PER_PAGE;
 	bool		newPage = false;
 	bool		fixDims;
+	bool		tokens;
+	BscanTokPtr tok = {InvalidBlockNumber, 0};
 
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	meta = BscanPageGetMeta(BufferGetPage(metabuf));
@@ -80,6 +85,15 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	}
 	fixDims = code && meta->p.dims == 0;
 
+	/* the value first: an entry must never point to bytes a crash could lose */
+	tokens = code && info->p.storeTokens;
+	if (tokens)
+	{
+		info->p.tokenPage = meta->p.tokenPage;
+		info->p.tokenFree = meta->p.tokenFree;
+		BscanTokenWrite(index, &info->p, value, &tok);
+	}
+
 	target = code ? meta->p.insertPage : meta->p.nullPage;
 	if (BlockNumberIsValid(target))
 	{
@@ -101,10 +115,10 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	page = GenericXLogRegisterBuffer(state, buf, newPage ? GENERIC_XLOG_FULL_IMAGE : 0);
 	if (newPage)
 		BscanInitPage(page, code ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS);
-	BscanPageAdd(page, info, code, tid);
+	BscanPageAdd(page, info, code, tid, &tok);
 
-	/* the meta page changes only when a page is added or the dims get fixed */
-	if (newPage || fixDims)
+	/* the meta page changes only when a page is added, the dims get fixed or a value was stored */
+	if (newPage || fixDims || tokens)
 	{
 		meta = BscanPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
 		if (fixDims)
@@ -114,9 +128,14 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 			meta->p.codeBytes = info->p.codeBytes;
 			meta->p.capacity = info->p.capacity;
 		}
-		if (code)
+		if (tokens)
+		{
+			meta->p.tokenPage = info->p.tokenPage;
+			meta->p.tokenFree = info->p.tokenFree;
+		}
+		if (newPage && code)
 			meta->p.insertPage = BufferGetBlockNumber(buf);
-		else
+		else if (newPage)
 			meta->p.nullPage = BufferGetBlockNumber(buf);
 	}
 	GenericXLogFinish(state);
@@ -144,7 +163,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		BscanInfo	none;
 
 		memset(&none, 0, sizeof(none));
-		BscanInsertEntry(index, &none, NULL, heap_tid);
+		BscanInsertEntry(index, &none, NULL, heap_tid, (Datum) 0);
 		return false;
 	}
 
@@ -158,7 +177,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		/* first value into an index built on an empty table without typmod */
 		info.p.dims = BscanValueDims(value, &info.p);
 		info.p.codeBytes = (info.p.dims + 7) / 8;
-		info.p.capacity = BscanCapacity(info.p.codeBytes);
+		info.p.capacity = BscanCapacity(&info.p);
 		if (info.p.capacity < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -173,7 +192,7 @@ bscaninsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		scratch = palloc(sizeof(float) * info.p.dims);
 	BscanEncode(value, &info, code, scratch);
 
-	BscanInsertEntry(index, &info, code, heap_tid);
+	BscanInsertEntry(index, &info, code, heap_tid, value);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(ctx);

@@ -18,7 +18,10 @@
  *      row fetched with the scan's snapshot, the index column (or
  *      expression) evaluated on it, and the ORDER BY operator's own distance
  *      function applied — exactly what a sequential scan computes — then are
- *      returned sorted by it.
+ *      returned sorted by it.  A multivec_fde index with store_tokens keeps
+ *      the indexed value itself (bscantokens.c): the operator runs on that
+ *      copy and the heap is not read; the executor's visibility check of
+ *      each returned TID drops dead rows.
  *
  * R = pgsieve.binary_rerank and G = R x pgsieve.binary_oversample.  If the
  * executor wants more rows (a WHERE clause rejected some), the next chunks of
@@ -59,6 +62,7 @@ typedef struct BscanCand
 	uint32		dist;			/* Hamming distance */
 	float		est;			/* asymmetric estimate, lower is closer */
 	ItemPointerData tid;
+	BscanTokPtr tok;			/* the stored value (store_tokens) */
 } BscanCand;
 
 typedef struct BscanResult
@@ -80,7 +84,11 @@ typedef struct BscanScanOpaqueData
 	bool		started;
 	bool		nullsDone;		/* the rows whose value is NULL were returned */
 	bool		haveQuery;		/* false without ORDER BY or for a NULL query */
-	bool		rerankHeap;		/* re-rank from the heap (not for bit columns) */
+	bool		rerankHeap;		/* re-rank exactly (not for bit columns) */
+	bool		rerankTokens;	/* ... from the index's copy of the values, not the heap */
+	BlockNumber tokenBlocks;	/* the index's size when the scan started: bounds token pointers */
+	char	   *tokenBuf;		/* one stored value, reused */
+	Size		tokenBufSize;
 	bool		useEstimate;	/* narrow by asymmetric scores */
 	Datum		query;
 	uint8	   *qcode;
@@ -287,6 +295,7 @@ BscanStartScan(IndexScanDesc scan)
 	so->gathersDone = (info->p.dims == 0);	/* nothing was ever indexed */
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
 	so->rerankHeap = so->haveQuery && info->p.kind != BSCAN_KIND_BIT;
+	so->rerankTokens = so->rerankHeap && info->p.storeTokens;
 	so->useEstimate = so->rerankHeap && BscanOversample(info->p.kind) > 1;
 	so->chunkSize = BscanRerank(info->p.kind);
 	if (so->gathersDone)
@@ -296,7 +305,8 @@ BscanStartScan(IndexScanDesc scan)
 	}
 
 	/* no gather needs more room than the index has entries */
-	dataPages = RelationGetNumberOfBlocks(scan->indexRelation) - 1 - info->p.thresholdPages;
+	so->tokenBlocks = RelationGetNumberOfBlocks(scan->indexRelation);
+	dataPages = so->tokenBlocks - 1 - info->p.thresholdPages;
 	so->maxEntries = (int) Min((int64) dataPages * info->p.capacity + 1, (int64) PG_INT32_MAX / 4);
 	so->gatherSize = (int) Min((int64) BscanRerank(info->p.kind) *
 							   (so->useEstimate ? BscanOversample(info->p.kind) : 1),
@@ -328,7 +338,7 @@ BscanStartScan(IndexScanDesc scan)
 	so->hist = palloc(sizeof(uint32) * (info->p.dims + 1));
 
 	MemoryContextSwitchTo(so->scanCtx);
-	if (so->rerankHeap && so->fetch == NULL)
+	if (so->rerankHeap && !so->rerankTokens && so->fetch == NULL)
 	{
 		so->indexInfo = BuildIndexInfo(scan->indexRelation);
 		so->slot = table_slot_create(scan->heapRelation, NULL);
@@ -454,6 +464,7 @@ BscanGather(IndexScanDesc scan, int G)
 		Page		page;
 		BscanPageOpaque opaque;
 		ItemPointerData *tids;
+		BscanTokPtr *toks;
 		uint8	   *codes;
 		size_t		nkept;
 
@@ -468,6 +479,7 @@ BscanGather(IndexScanDesc scan, int G)
 			continue;
 		}
 		tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
+		toks = info->p.storeTokens ? BscanPageTokPtrs(page, info->p.capacity, info->p.codeBytes) : NULL;
 		codes = BscanPageCodes(page);
 		nkept = pgs_hamming_filter(so->qcode, codes, info->p.codeBytes, info->p.codeBytes,
 								   opaque->count, boundDist, so->keptIdx, so->dists);
@@ -489,6 +501,8 @@ BscanGather(IndexScanDesc scan, int G)
 			c = &so->cands[so->ncands];
 			c->dist = d;
 			c->tid = *tid;
+			if (toks)
+				c->tok = toks[so->keptIdx[j]];
 			c->est = so->useEstimate ?
 				pgs_bits_lut_score(so->lut, codes + (Size) so->keptIdx[j] * info->p.codeBytes,
 								   info->p.codeBytes) : 0.0f;
@@ -550,6 +564,24 @@ BscanExactDistance(IndexScanDesc scan, ItemPointer tid, double *dist, bool *isnu
 	return true;
 }
 
+/*
+ * The exact distance for one candidate from the index's copy of its value
+ * (store_tokens): the ORDER BY operator's function on the same bytes the
+ * heap row holds.  Visibility is left to the executor.
+ */
+static void
+BscanTokenDistance(IndexScanDesc scan, const BscanCand *c, double *dist)
+{
+	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
+	ScanKey		ob = &scan->orderByData[0];
+	MemoryContext old = MemoryContextSwitchTo(so->scanCtx);
+	struct varlena *v = BscanTokenRead(scan->indexRelation, c->tok, so->tokenBlocks,
+									   &so->tokenBuf, &so->tokenBufSize);
+
+	MemoryContextSwitchTo(old);
+	*dist = DatumGetFloat8(FunctionCall2Coll(&ob->sk_func, ob->sk_collation, PointerGetDatum(v), so->query));
+}
+
 /* Re-rank candidates [from, to) of the gather into so->results. */
 static void
 BscanRerankChunk(IndexScanDesc scan, int from, int to)
@@ -575,7 +607,14 @@ BscanRerankChunk(IndexScanDesc scan, int from, int to)
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(so->tupleCtx);
-		visible = BscanExactDistance(scan, &so->cands[i].tid, &r->dist, &r->isnull);
+		if (so->rerankTokens)
+		{
+			BscanTokenDistance(scan, &so->cands[i], &r->dist);
+			r->isnull = false;
+			visible = true;
+		}
+		else
+			visible = BscanExactDistance(scan, &so->cands[i].tid, &r->dist, &r->isnull);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(so->tupleCtx);
 		if (visible)

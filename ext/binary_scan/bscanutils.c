@@ -55,13 +55,28 @@ BscanGetQuantizerOption(Relation index)
 	return opts ? opts->quantizer : BSCAN_QUANTIZER_MEAN;
 }
 
-/* entries of codeBytes bytes (plus their heap TID) that fit in a data page */
+/*
+ * Entries that fit in a data page: a code of p->codeBytes bytes, its heap
+ * TID, and with token pages a BscanTokPtr (after up to 3 bytes of alignment).
+ */
 int
-BscanCapacity(int codeBytes)
+BscanCapacity(const BscanParams *p)
 {
 	Size		usable = BLCKSZ - BSCAN_CODES_OFFSET - MAXALIGN(sizeof(BscanPageOpaqueData));
 
-	return (int) (usable / ((Size) codeBytes + sizeof(ItemPointerData)));
+	if (p->storeTokens)
+		return (int) ((usable - (sizeof(uint32) - 1)) /
+					  ((Size) p->codeBytes + sizeof(ItemPointerData) + sizeof(BscanTokPtr)));
+	return (int) (usable / ((Size) p->codeBytes + sizeof(ItemPointerData)));
+}
+
+/* pd_lower of a data page holding count entries: the end of its last array's used part */
+Size
+BscanDataPageLower(const BscanParams *p, int count)
+{
+	if (p->storeTokens)
+		return BscanTokPtrsOffset(p->capacity, p->codeBytes) + (Size) count * sizeof(BscanTokPtr);
+	return BscanTidsOffset(p->capacity, p->codeBytes) + (Size) count * sizeof(ItemPointerData);
 }
 
 void
@@ -73,7 +88,7 @@ BscanInitPage(Page page, uint16 kind)
 	opaque = BscanPageGetOpaque(page);
 	opaque->kind = kind;
 	opaque->count = 0;
-	opaque->unused = 0;
+	opaque->next = InvalidBlockNumber;
 }
 
 void
@@ -107,12 +122,19 @@ BscanReadInfo(Relation index, BscanInfo *info)
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" is not a binary_scan index",
 						RelationGetRelationName(index))));
-	if (meta->version != BSCAN_VERSION)
+	if (meta->version < BSCAN_MIN_VERSION || meta->version > BSCAN_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("binary_scan index \"%s\" has version %u, expected %d; REINDEX it",
 						RelationGetRelationName(index), meta->version, BSCAN_VERSION)));
 	info->p = meta->p;
+	if (meta->version < 3)
+	{
+		/* before token pages: storeTokens was a zero pad, nothing follows fdeSeed */
+		info->p.storeTokens = 0;
+		info->p.tokenPage = InvalidBlockNumber;
+		info->p.tokenFree = 0;
+	}
 	info->thresholds = NULL;
 	info->scales = NULL;
 	UnlockReleaseBuffer(buf);

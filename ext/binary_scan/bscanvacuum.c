@@ -7,7 +7,9 @@
  * a scan, which orders by (distance, TID) itself).  Scans copy what they need
  * from a page under a share lock and keep no position on it, so compaction
  * cannot confuse them.  Emptied pages stay in place and are refilled only by
- * REINDEX; the insert page keeps receiving rows.
+ * REINDEX; the insert page keeps receiving rows.  With store_tokens an entry's
+ * pointer moves with it; the values of removed entries stay in the token
+ * pages until REINDEX (bscantokens.c).
  */
 #include "postgres.h"
 
@@ -45,6 +47,7 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	uint8	   *codes = BscanPageCodes(page);
 	ItemPointerData *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
+	BscanTokPtr *toks = info->p.storeTokens ? BscanPageTokPtrs(page, info->p.capacity, info->p.codeBytes) : NULL;
 	int			n = opaque->count;
 	int			removed = 0;
 	int			i = 0;
@@ -64,13 +67,16 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 			memcpy(codes + (Size) i * info->p.codeBytes, codes + (Size) n * info->p.codeBytes,
 				   info->p.codeBytes);
 			tids[i] = tids[n];
+			if (toks)
+				toks[i] = toks[n];
 		}
 		memset(codes + (Size) n * info->p.codeBytes, 0, info->p.codeBytes);
 		ItemPointerSetInvalid(&tids[n]);
+		if (toks)
+			memset(&toks[n], 0, sizeof(BscanTokPtr));
 	}
 	opaque->count = n;
-	((PageHeader) page)->pd_lower =
-		BscanTidsOffset(info->p.capacity, info->p.codeBytes) + (Size) n * sizeof(ItemPointerData);
+	((PageHeader) page)->pd_lower = BscanDataPageLower(&info->p, n);
 	*remaining = n;
 	return removed;
 }

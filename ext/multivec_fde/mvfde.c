@@ -35,7 +35,7 @@
 #define MVFDE_DEFAULT_KSIM		5
 #define MVFDE_DEFAULT_DPROJ		16
 #define MVFDE_DEFAULT_SEED		42
-#define MVFDE_DEFAULT_RERANK	200
+#define MVFDE_DEFAULT_RERANK	1000
 #define MVFDE_DEFAULT_OVERSAMPLE 10
 
 int			mvfde_rerank = MVFDE_DEFAULT_RERANK;
@@ -63,10 +63,14 @@ MvfdeInit(void)
 					   bscan_quantizer_values, BSCAN_QUANTIZER_MEAN,
 					   "Valid values are \"sign\" and \"mean\".",
 					   AccessExclusiveLock);
+	add_bool_reloption(mvfde_relopt_kind, "store_tokens",
+					   "Keep a copy of each document's tokens in the index, so the exact MaxSim re-rank "
+					   "reads index pages instead of heap rows and their TOAST chunks",
+					   true, AccessExclusiveLock);
 
 	DefineCustomIntVariable("pgsieve.fde_rerank",
 							"Rows a multivec_fde index re-ranks by exact MaxSim per batch.",
-							"More gives higher recall; each costs one heap row and one MaxSim.",
+							"More gives higher recall; each costs one MaxSim (and one heap row without store_tokens).",
 							&mvfde_rerank, MVFDE_DEFAULT_RERANK, BSCAN_MIN_RERANK, BSCAN_MAX_RERANK,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgsieve.fde_oversample",
@@ -87,6 +91,7 @@ mvfdeoptions(Datum reloptions, bool validate)
 		{"dproj", RELOPT_TYPE_INT, offsetof(BscanOptions, dproj)},
 		{"final_dim", RELOPT_TYPE_INT, offsetof(BscanOptions, finalDim)},
 		{"seed", RELOPT_TYPE_INT, offsetof(BscanOptions, seed)},
+		{"store_tokens", RELOPT_TYPE_BOOL, offsetof(BscanOptions, storeTokens)},
 	};
 
 	return (bytea *) build_reloptions(reloptions, validate, mvfde_relopt_kind,
@@ -187,12 +192,13 @@ MvfdeInitParams(Relation index, BscanParams *p)
 	p->fdeFinalDim = opts ? opts->finalDim : 0;
 	p->fdeSeed = (uint64) (opts ? opts->seed : MVFDE_DEFAULT_SEED);
 	p->quantizer = opts ? opts->quantizer : BSCAN_QUANTIZER_MEAN;
+	p->storeTokens = (opts ? opts->storeTokens : true) ? 1 : 0;
 	if (typmod > 0 && MV_TYPMOD_DIM(typmod) > 0)
 	{
 		p->tokenDim = MV_TYPMOD_DIM(typmod);
 		p->dims = MvfdeOutputDims(p);
 		p->codeBytes = (p->dims + 7) / 8;
-		p->capacity = BscanCapacity(p->codeBytes);
+		p->capacity = BscanCapacity(p);
 		if (p->capacity < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
