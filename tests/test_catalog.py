@@ -123,6 +123,28 @@ def test_upgrade_downgrade_cycle_keeps_data(plain_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM pgsieve_catalog.collections").fetchone()[0] == 0
 
 
+def test_bm25_statistics_live_in_the_catalog(plain_url: str) -> None:
+    from pgsieve.encoders.bm25 import (CorpusStats, drop_stats, ensure_stats_tables, load_stats,
+                                       stats_table_names, update_stats)
+
+    assert stats_table_names("docs") == ("pgsieve_catalog.bm25_df", "pgsieve_catalog.bm25_corpus")
+    with psycopg.connect(plain_url, autocommit=True) as conn:
+        ensure_stats_tables(conn, "docs")  # creates the catalog on first use
+        assert catalog.current_revision(conn) == catalog.head_revision()
+        ensure_stats_tables(conn, "other")
+        update_stats(conn, "docs", [[1, 2, 2], [2, 3]])
+        update_stats(conn, "other", CorpusStats(N=1, total_len=4, df={9: 1}))
+        assert load_stats(conn, "docs") == CorpusStats(N=2, total_len=5, df={1: 1, 2: 2, 3: 1})
+        assert load_stats(conn, "other") == CorpusStats(N=1, total_len=4, df={9: 1})
+        assert load_stats(conn, "never") == CorpusStats()
+        assert conn.execute("SELECT stats, n_docs, total_len FROM pgsieve_catalog.bm25_corpus ORDER BY stats"
+                            ).fetchall() == [("docs", 2, 5), ("other", 1, 4)]
+        assert drop_stats(conn, "docs") and not drop_stats(conn, "docs")
+        assert conn.execute("SELECT DISTINCT stats FROM pgsieve_catalog.bm25_df").fetchall() == [("other",)]
+        with pytest.raises(ValueError, match="identifier"):
+            load_stats(conn, "x; drop table y")
+
+
 def test_unknown_revision_is_a_clear_error(plain_url: str) -> None:
     catalog.ensure_catalog(plain_url)
     with psycopg.connect(plain_url, autocommit=True) as conn:
