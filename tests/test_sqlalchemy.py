@@ -26,6 +26,7 @@ from pgsieve.sqlalchemy import (  # noqa: E402
     check_reloptions,
     multivec_fde_index,
     pgsieve_index,
+    set_local,
     sparse_block_index,
 )
 
@@ -143,8 +144,9 @@ def test_order_by_sparse_and_dense_use_the_indexes(engine: Any, data: dict[str, 
     dense_stmt = select(Doc.id).order_by(Doc.emb.cosine_distance(e)).limit(5)
     with Session(engine) as s:
         s.execute(text("SET enable_seqscan = off"))
-        s.execute(text("SET pgsieve.sparse_query_cut = 0"))  # with the index pruning nothing: exact
-        s.execute(text("SET pgsieve.sparse_heap_factor = 0"))
+        # with the index pruning nothing: exact; for this transaction only
+        assert set_local(s, sparse_query_cut=0, **{"pgsieve.sparse_heap_factor": 0.0}, sparse_top_k=5) == \
+            {"pgsieve.sparse_query_cut": "0", "pgsieve.sparse_heap_factor": "0", "pgsieve.sparse_top_k": "5"}
         sparse_stmt = select(Doc.id).order_by(Doc.sparse.max_inner_product(sq)).limit(5)
         plan = explain(s, sparse_stmt)
         assert "Index Scan using orm_docs_sparse_idx" in plan, plan
@@ -153,6 +155,8 @@ def test_order_by_sparse_and_dense_use_the_indexes(engine: Any, data: dict[str, 
         assert "Index Scan using orm_docs_emb_idx" in explain(s, dense_stmt)
         cos = (data["emb"] @ e) / np.linalg.norm(data["emb"], axis=1) / np.linalg.norm(e)
         assert s.scalars(dense_stmt).all() == list(np.argsort(-cos)[:5])
+        s.commit()
+        assert s.scalar(text("SHOW pgsieve.sparse_top_k")) == "10"  # back to the default after the transaction
 
 
 def test_reflection_returns_multivec(engine: Any) -> None:
@@ -195,5 +199,9 @@ def test_type_and_index_errors_before_sql() -> None:
         pgsieve_index("i", "emb", "hnsw")
     idx = pgsieve_index("i", "emb", "binary_scan", "halfvec_cosine_ops", concurrently=True)
     assert isinstance(idx, Index) and idx.dialect_options["postgresql"]["concurrently"] is True
+    with pytest.raises(ValueError, match="unknown pgsieve setting 'sparse_topk'"):
+        set_local(None, sparse_topk=5)
+    with pytest.raises(ValueError, match="must be an integer"):
+        set_local(None, fde_rerank=1.5)
     with pytest.raises(ValueError, match="multivec"):
         MULTIVEC.bind_processor(MULTIVEC(), None)([[1.0, 2.0], [3.0]])  # ragged: refused on the client

@@ -61,6 +61,8 @@ __all__ = [
     "binary_scan_index",
     "sparse_block_index",
     "multivec_fde_index",
+    "QUERY_SETTINGS",
+    "set_local",
 ]
 
 
@@ -268,3 +270,44 @@ def multivec_fde_index(name: str, column: ColumnRef, concurrently: bool = False,
     """``multivec_fde`` index on a ``multivec`` column for ``ORDER BY col @# q`` (``.maxsim_distance()``);
     reloptions: ``reps``, ``ksim``, ``dproj``, ``seed``, ``final_dim``, ``quantizer``."""
     return pgsieve_index(name, column, "multivec_fde", None, concurrently, **reloptions)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# query settings
+
+#: pgsieve's query-time settings (GUCs), by short name, with their type
+QUERY_SETTINGS: dict[str, type] = {
+    "binary_rerank": int, "binary_oversample": int,
+    "sparse_top_k": int, "sparse_query_cut": int, "sparse_heap_factor": float,
+    "fde_rerank": int, "fde_oversample": int,
+}
+
+
+def set_local(conn: Any, **settings: Any) -> dict[str, str]:
+    """``SET LOCAL pgsieve.<name> = value`` for each setting, on an SQLAlchemy ``Connection`` or ``Session``
+    (for the current transaction only, so they never leak to the next user of a pooled connection)::
+
+        with Session(engine) as s, s.begin():
+            set_local(s, sparse_top_k=10)                 # the LIMIT you are about to use
+            s.scalars(select(Doc.id).order_by(Doc.sparse.max_inner_product(q)).limit(10))
+
+    Names are :data:`QUERY_SETTINGS` (``fde_rerank=400`` or ``**{"pgsieve.fde_rerank": 400}``); unknown names
+    and values of the wrong type raise ``ValueError`` before any SQL runs.  Returns the values as the server
+    took them.
+    """
+    from sqlalchemy import text
+
+    checked: dict[str, Any] = {}
+    for name, value in settings.items():
+        short = name[len("pgsieve."):] if name.startswith("pgsieve.") else name
+        want = QUERY_SETTINGS.get(short)
+        if want is None:
+            raise ValueError(f"unknown pgsieve setting {name!r} (known: {sorted(QUERY_SETTINGS)})")
+        ok = isinstance(value, numbers.Integral) if want is int else isinstance(value, numbers.Real)
+        if not ok or isinstance(value, bool) or (want is float and not math.isfinite(value)):
+            raise ValueError(f"pgsieve.{short} must be {'an integer' if want is int else 'a finite number'}, "
+                             f"got {value!r}")
+        checked[f"pgsieve.{short}"] = value
+    stmt = text("SELECT set_config(:name, :value, true)")
+    return {name: conn.execute(stmt, {"name": name, "value": str(value)}).scalar_one()
+            for name, value in checked.items()}
