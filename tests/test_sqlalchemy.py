@@ -197,6 +197,10 @@ def test_type_and_index_errors_before_sql() -> None:
         check_reloptions("sparse_block", {"max_fraction": float("nan")})
     with pytest.raises(ValueError, match="access method"):
         pgsieve_index("i", "emb", "hnsw")
+    with pytest.raises(ValueError, match="True or False"):
+        multivec_fde_index("i", "tokens", store_tokens=1)
+    assert check_reloptions("multivec_fde", {"store_tokens": False, "reps": np.int64(3)}) == \
+        {"store_tokens": False, "reps": 3}
     idx = pgsieve_index("i", "emb", "binary_scan", "halfvec_cosine_ops", concurrently=True)
     assert isinstance(idx, Index) and idx.dialect_options["postgresql"]["concurrently"] is True
     with pytest.raises(ValueError, match="unknown pgsieve setting 'sparse_topk'"):

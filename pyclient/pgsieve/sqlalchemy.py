@@ -176,7 +176,7 @@ RELOPTIONS: dict[str, dict[str, Any]] = {
     "sparse_block": {"n_postings": int, "max_fraction": float, "centroid_fraction": float,
                      "summary_energy": float, "min_cluster_size": int, "doc_cut": int},
     "multivec_fde": {"reps": int, "ksim": int, "dproj": int, "seed": int, "final_dim": int,
-                     "quantizer": _QUANTIZERS},
+                     "quantizer": _QUANTIZERS, "store_tokens": bool},
 }
 #: operator classes per access method (the first is the default)
 OPCLASSES: dict[str, tuple[str, ...]] = {
@@ -192,7 +192,7 @@ ColumnRef = Union[str, Any]
 def check_reloptions(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against ``method``'s reloptions (names, types, allowed values); returns a copy.
 
-    Values become plain ``key = value`` text in ``WITH (...)``: numbers, or one of the listed words.
+    Values become plain ``key = value`` text in ``WITH (...)``: numbers, booleans, or one of the listed words.
     """
     if method not in RELOPTIONS:
         raise ValueError(f"unknown pgsieve access method {method!r} (known: {ACCESS_METHODS})")
@@ -205,6 +205,10 @@ def check_reloptions(method: str, options: dict[str, Any]) -> dict[str, Any]:
         if isinstance(want, tuple):
             if value not in want:
                 raise ValueError(f"{method} option {key} must be one of {want}, got {value!r}")
+        elif want is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{method} option {key} must be True or False, got {value!r}")
+            value = bool(value)
         elif want is int:
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise ValueError(f"{method} option {key} must be an integer, got {value!r}")
@@ -268,7 +272,8 @@ def sparse_block_index(name: str, column: ColumnRef, concurrently: bool = False,
 
 def multivec_fde_index(name: str, column: ColumnRef, concurrently: bool = False, **reloptions: Any) -> Index:
     """``multivec_fde`` index on a ``multivec`` column for ``ORDER BY col @# q`` (``.maxsim_distance()``);
-    reloptions: ``reps``, ``ksim``, ``dproj``, ``seed``, ``final_dim``, ``quantizer``."""
+    reloptions: ``reps``, ``ksim``, ``dproj``, ``seed``, ``final_dim``, ``quantizer``, ``store_tokens`` (needs an
+    extension build that has it)."""
     return pgsieve_index(name, column, "multivec_fde", None, concurrently, **reloptions)
 
 
