@@ -337,6 +337,9 @@ MULTIVEC_DAMAGE = [
            None, r"does not match the row's current value"),
     Damage("token_length", lambda f: f.put("H", bs_page(f, BS_TOKENS), 12, CONTENTS + 2),
            r"damaged token page \d+: not a token page, or shorter than a value on it", r"shorter than a value"),
+    # with token pages the data pages form a chain from the meta page's insert page: point it at a token page
+    Damage("data_chain", lambda f: f.put("I", bs_meta(f)["insertPage"], SPECIAL + 4, bs_page(f, BS_TOKENS)),
+           r"in the chain of data pages is not one", r"in the chain of data pages is not one"),
 ]
 
 

@@ -66,20 +66,21 @@ bscanoptions(Datum reloptions, bool validate)
 }
 
 /*
- * Cost: a scan reads every index page and computes one Hamming distance per
- * row before it returns its first row (so it is all startup cost), scores the
- * gathered candidates asymmetrically, then fetches rerank heap rows to
- * re-rank them.
+ * Cost: a scan reads every page of codes (scanPages: every index page, or
+ * for multivec_fde with token pages only its data pages) and computes one
+ * Hamming distance per row before it returns its first row (so it is all
+ * startup cost), scores the gathered candidates asymmetrically, then fetches
+ * rerank rows (heap rows, or stored values) to re-rank them.
  */
 void
-BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample,
+BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample, double scanPages,
 				  Cost *indexStartupCost, Cost *indexTotalCost,
 				  Selectivity *indexSelectivity, double *indexCorrelation,
 				  double *indexPages)
 {
 	IndexOptInfo *index = path->indexinfo;
 	double		tuples = Max(index->tuples, 1);
-	double		pages = Max(index->pages, 1);
+	double		pages = Max(Min(scanPages, (double) index->pages), 1);
 	double		reranked = Min(rerank, tuples);
 	double		gathered = Min((double) rerank * oversample, tuples);
 
@@ -103,7 +104,8 @@ bscancostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 				  Selectivity *indexSelectivity, double *indexCorrelation,
 				  double *indexPages)
 {
-	BscanCostEstimate(root, path, bscan_rerank, bscan_oversample, indexStartupCost, indexTotalCost,
+	BscanCostEstimate(root, path, bscan_rerank, bscan_oversample, (double) path->indexinfo->pages,
+					  indexStartupCost, indexTotalCost,
 					  indexSelectivity, indexCorrelation, indexPages);
 }
 

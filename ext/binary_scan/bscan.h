@@ -62,6 +62,14 @@
 #define BSCAN_PAGE_NULLS		4	/* heap TIDs of rows whose value is NULL */
 #define BSCAN_PAGE_TOKENS		5	/* multivec_fde: documents' multivec values */
 
+/*
+ * With token pages (store_tokens), which are most of the index, a scan must
+ * not read every block to find the few data pages: the data pages, and the
+ * null pages, each form a chain from the newest (the meta page's insertPage
+ * / nullPage) through each page's opaque `next` to the oldest.  Indexes
+ * without token pages are scanned block by block as before.
+ */
+
 /* what the indexed column holds (support function 1 tells) */
 #define BSCAN_KIND_VECTOR		1
 #define BSCAN_KIND_HALFVEC		2
@@ -102,7 +110,8 @@ typedef struct BscanPageOpaqueData
 {
 	uint16		kind;			/* BSCAN_PAGE_* */
 	uint16		count;			/* entries in use on a data page; values starting on a token page */
-	uint32		next;			/* token page: where the value at its end continues */
+	uint32		next;			/* token page: where the value at its end continues;
+								 * data / null page (store_tokens): the previous one */
 } BscanPageOpaqueData;
 
 typedef BscanPageOpaqueData *BscanPageOpaque;
@@ -207,7 +216,7 @@ extern int	mvfde_oversample;
 /* bscan.c */
 extern relopt_enum_elt_def bscan_quantizer_values[];
 extern void BscanInit(void);
-extern void BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample,
+extern void BscanCostEstimate(PlannerInfo *root, IndexPath *path, int rerank, int oversample, double scanPages,
 							  Cost *indexStartupCost, Cost *indexTotalCost,
 							  Selectivity *indexSelectivity, double *indexCorrelation,
 							  double *indexPages);
@@ -225,6 +234,9 @@ extern int	BscanGetKind(Relation index);
 extern int	BscanGetMetric(Relation index);
 extern int	BscanGetQuantizerOption(Relation index);
 extern int	BscanCapacity(const BscanParams *p);
+extern BlockNumber BscanFirstListed(const BscanParams *p, uint16 kind);
+extern BlockNumber BscanNextListed(Relation index, const BscanParams *p, uint16 kind, BlockNumber blkno,
+								   Page page, BlockNumber nblocks, BlockNumber *steps);
 extern Size BscanDataPageLower(const BscanParams *p, int count);
 extern void BscanInitPage(Page page, uint16 kind);
 extern void BscanReadInfo(Relation index, BscanInfo *info);

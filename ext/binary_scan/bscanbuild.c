@@ -107,6 +107,8 @@ BscanFlushPage(BscanBuildState *bs)
 {
 	if (BscanPageGetOpaque(bs->page)->count == 0)
 		return;
+	if (bs->info.p.storeTokens)
+		BscanPageGetOpaque(bs->page)->next = bs->lastPage;	/* the chain of data pages */
 	bs->lastPage = PgsAppendPage(bs->index, bs->forkNum, bs->page);
 	BscanInitPage(bs->page, BSCAN_PAGE_DATA);
 }
@@ -134,6 +136,8 @@ BscanFlushNullPage(BscanBuildState *bs)
 {
 	if (BscanPageGetOpaque(bs->nullPage)->count == 0)
 		return;
+	if (bs->info.p.storeTokens)
+		BscanPageGetOpaque(bs->nullPage)->next = bs->lastNullPage;
 	bs->lastNullPage = PgsAppendPage(bs->index, bs->forkNum, bs->nullPage);
 	BscanInitPage(bs->nullPage, BSCAN_PAGE_NULLS);
 }

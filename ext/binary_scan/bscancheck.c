@@ -20,7 +20,8 @@
  *               page have their kind;
  *   token pages (multivec_fde, store_tokens) pd_lower and the continuation
  *               link in range; every entry's stored value readable whole
- *               (its pages, links and length).
+ *               (its pages, links and length); the chains of data pages and
+ *               of null pages (bscan.h) reach every page of their kind.
  * With heapallindexed every code (or NULL row) becomes an entry, and a heap
  * row's fingerprint is the code BscanEncode makes of its value today (and,
  * with store_tokens, the value's bytes, which the stored copy must equal).
@@ -355,6 +356,29 @@ BscanCheckIndex(PgsCheckState *st)
 		}
 		else
 			PgsCheckCorrupt(st, blkno, "page of kind %u among the data pages", opaque->kind);
+	}
+	if (p->storeTokens)
+	{
+		uint16		kinds[2] = {BSCAN_PAGE_DATA, BSCAN_PAGE_NULLS};
+		uint32		counted[2] = {ndata, nnull};
+
+		for (int k = 0; k < 2; k++)
+		{
+			uint32		walked = 0;
+			BlockNumber steps = 0;
+
+			for (BlockNumber b = BscanFirstListed(p, kinds[k]); BlockNumberIsValid(b);)
+			{
+				if (b >= nblocks || !PgsCheckReadPage(st, b, page, sizeof(BscanPageOpaqueData)))
+					PgsCheckCorrupt(st, b, "the chain of %s pages reaches an empty or missing block",
+									k == 0 ? "data" : "null");
+				b = BscanNextListed(index, p, kinds[k], b, page, nblocks, &steps);
+				walked++;
+			}
+			if (walked != counted[k])
+				PgsCheckCorrupt(st, BSCAN_METAPAGE_BLKNO, "the chain of %s pages reaches %u of its %u pages",
+								k == 0 ? "data" : "null", walked, counted[k]);
+		}
 	}
 	pfree(page);
 

@@ -114,7 +114,11 @@ BscanInsertEntry(Relation index, BscanInfo *info, const uint8 *code, ItemPointer
 	state = GenericXLogStart(index);
 	page = GenericXLogRegisterBuffer(state, buf, newPage ? GENERIC_XLOG_FULL_IMAGE : 0);
 	if (newPage)
+	{
 		BscanInitPage(page, code ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS);
+		if (meta->p.storeTokens)
+			BscanPageGetOpaque(page)->next = target;	/* the chain (bscan.h): the previous newest */
+	}
 	BscanPageAdd(page, info, code, tid, &tok);
 
 	/* the meta page changes only when a page is added, the dims get fixed or a value was stored */

@@ -458,7 +458,8 @@ BscanGather(IndexScanDesc scan, int G)
 	so->ncands = 0;
 	so->candPos = 0;
 
-	for (BlockNumber blkno = 1 + info->p.thresholdPages; blkno < nblocks; blkno++)
+	for (BlockNumber blkno = BscanFirstListed(&info->p, BSCAN_PAGE_DATA), next, steps = 0;
+		 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
 	{
 		Buffer		buf;
 		Page		page;
@@ -473,6 +474,7 @@ BscanGather(IndexScanDesc scan, int G)
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		opaque = BscanPageGetOpaque(page);
+		next = BscanNextListed(index, &info->p, BSCAN_PAGE_DATA, blkno, page, nblocks, &steps);
 		if (PageIsNew(page) || opaque->kind != BSCAN_PAGE_DATA || opaque->count == 0)
 		{
 			UnlockReleaseBuffer(buf);
@@ -640,7 +642,8 @@ BscanNullChunk(IndexScanDesc scan)
 	int			cap = 64;
 
 	so->results = MemoryContextAlloc(so->chunkCtx, sizeof(BscanResult) * cap);
-	for (BlockNumber blkno = 1 + so->info.p.thresholdPages; blkno < nblocks; blkno++)
+	for (BlockNumber blkno = BscanFirstListed(&so->info.p, BSCAN_PAGE_NULLS), next, steps = 0;
+		 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
 	{
 		Buffer		buf;
 		Page		page;
@@ -649,6 +652,7 @@ BscanNullChunk(IndexScanDesc scan)
 		buf = ReadBuffer(index, blkno);
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
+		next = BscanNextListed(index, &so->info.p, BSCAN_PAGE_NULLS, blkno, page, nblocks, &steps);
 		if (!PageIsNew(page) && BscanPageGetOpaque(page)->kind == BSCAN_PAGE_NULLS)
 		{
 			int			n = BscanPageGetOpaque(page)->count;

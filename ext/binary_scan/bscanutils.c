@@ -70,6 +70,44 @@ BscanCapacity(const BscanParams *p)
 	return (int) (usable / ((Size) p->codeBytes + sizeof(ItemPointerData)));
 }
 
+/*
+ * Walking the pages that hold entries of one kind (BSCAN_PAGE_DATA or
+ * BSCAN_PAGE_NULLS): every block after the statistics without token pages,
+ * else the kind's chain (see bscan.h).  Callers read the page at each block
+ * under a lock and pass it to BscanNextListed, which returns the next block
+ * to visit or InvalidBlockNumber; in a chain the page must be of the kind
+ * (steps, from 0, bounds the walk so a damaged chain cannot loop).
+ */
+BlockNumber
+BscanFirstListed(const BscanParams *p, uint16 kind)
+{
+	if (!p->storeTokens)
+		return 1 + p->thresholdPages;
+	return kind == BSCAN_PAGE_DATA ? p->insertPage : p->nullPage;
+}
+
+BlockNumber
+BscanNextListed(Relation index, const BscanParams *p, uint16 kind, BlockNumber blkno,
+				Page page, BlockNumber nblocks, BlockNumber *steps)
+{
+	BlockNumber next;
+
+	if (!p->storeTokens)
+		return blkno + 1 < nblocks ? blkno + 1 : InvalidBlockNumber;
+	if (PageIsNew(page) || BscanPageGetOpaque(page)->kind != kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("multivec_fde index \"%s\": block %u in the chain of %s pages is not one",
+						RelationGetRelationName(index), blkno, kind == BSCAN_PAGE_DATA ? "data" : "null")));
+	next = BscanPageGetOpaque(page)->next;
+	if (BlockNumberIsValid(next) && (next >= nblocks || next <= p->thresholdPages || ++(*steps) >= nblocks))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("multivec_fde index \"%s\": the chain of %s pages is broken at block %u",
+						RelationGetRelationName(index), kind == BSCAN_PAGE_DATA ? "data" : "null", blkno)));
+	return next;
+}
+
 /* pd_lower of a data page holding count entries: the end of its last array's used part */
 Size
 BscanDataPageLower(const BscanParams *p, int count)

@@ -96,7 +96,10 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	stats->num_index_tuples = 0;
 
 	nblocks = RelationGetNumberOfBlocks(index);
-	for (BlockNumber blkno = 1 + binfo.p.thresholdPages; blkno < nblocks; blkno++)
+	/* with token pages, the chains of data then null pages; else every block once (BscanFirstListed) */
+	for (int pass = 0; pass < (binfo.p.storeTokens ? 2 : 1); pass++)
+	for (BlockNumber blkno = BscanFirstListed(&binfo.p, pass == 0 ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS), next, steps = 0;
+		 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
 	{
 		Buffer		buf;
 		Page		page;
@@ -109,6 +112,8 @@ bscanbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 		page = BufferGetPage(buf);
+		next = BscanNextListed(index, &binfo.p, pass == 0 ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS, blkno, page,
+							   nblocks, &steps);
 		kind = PageIsNew(page) ? 0 : BscanPageGetOpaque(page)->kind;
 		if (kind != BSCAN_PAGE_DATA && kind != BSCAN_PAGE_NULLS)
 		{
@@ -151,7 +156,9 @@ bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
 		BscanReadInfo(index, &binfo);
-		for (BlockNumber blkno = 1 + binfo.p.thresholdPages; blkno < nblocks; blkno++)
+		for (int pass = 0; pass < (binfo.p.storeTokens ? 2 : 1); pass++)
+		for (BlockNumber blkno = BscanFirstListed(&binfo.p, pass == 0 ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS), next, steps = 0;
+			 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
 		{
 			Buffer		buf;
 			Page		page;
@@ -160,6 +167,8 @@ bscanvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 			buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buf);
+			next = BscanNextListed(index, &binfo.p, pass == 0 ? BSCAN_PAGE_DATA : BSCAN_PAGE_NULLS, blkno, page,
+								   nblocks, &steps);
 			if (!PageIsNew(page) && (BscanPageGetOpaque(page)->kind == BSCAN_PAGE_DATA ||
 									 BscanPageGetOpaque(page)->kind == BSCAN_PAGE_NULLS))
 				stats->num_index_tuples += BscanPageGetOpaque(page)->count;

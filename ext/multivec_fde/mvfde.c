@@ -20,7 +20,10 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/amapi.h"
+#include "access/genam.h"
 #include "access/reloptions.h"
 #include "utils/guc.h"
 
@@ -104,7 +107,16 @@ mvfdecostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 				  Selectivity *indexSelectivity, double *indexCorrelation,
 				  double *indexPages)
 {
-	BscanCostEstimate(root, path, mvfde_rerank, mvfde_oversample, indexStartupCost, indexTotalCost,
+	double		scanPages = (double) path->indexinfo->pages;
+	Relation	index = index_open(path->indexinfo->indexoid, NoLock);	/* the planner holds a lock */
+	BscanInfo	info;
+
+	/* with token pages the scan reads only the data pages (bscan.h) */
+	BscanReadInfo(index, &info);
+	if (info.p.storeTokens && info.p.capacity > 0)
+		scanPages = 1 + info.p.thresholdPages + ceil(Max(path->indexinfo->tuples, 1) / info.p.capacity);
+	index_close(index, NoLock);
+	BscanCostEstimate(root, path, mvfde_rerank, mvfde_oversample, scanPages, indexStartupCost, indexTotalCost,
 					  indexSelectivity, indexCorrelation, indexPages);
 }
 
