@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: pg_regress (tests/regress) against a throwaway embedded server, then pytest (tests/).
+# The whole test suite: pg_regress (tests/regress) and the isolation specs (tests/isolation, pg_isolation_regress)
+# against a throwaway embedded server, then pytest (tests/).
 # Run after scripts/install.sh (`make test` does both).  Exits non-zero if either part fails; pytest runs last
 # so its summary is the closing line.
 set -uo pipefail
@@ -27,15 +28,17 @@ print(f"export PGHOST={shlex.quote(st['socket_dir'])} PGPORT={st['port']} PGUSER
 PYEOF
 )" || { echo "test.sh: could not start the regression server" >&2; exit 1; }
     rm -f tests/regress/regression.diffs tests/regress/regression.out
+    rm -rf tests/isolation/output_iso  # `make installcheck` runs ISOLATION after REGRESS
     make -s -C ext installcheck PG_CONFIG="$PG_CONFIG" with_llvm=no >"$tmp/regress.log" 2>&1
     regress_rc=$?
     grep -E '^(# )?(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)|^not ok' "$tmp/regress.log" || true
     if [ $regress_rc -ne 0 ]; then
         tail -n 40 "$tmp/regress.log"
         [ -f tests/regress/regression.diffs ] && head -n 200 tests/regress/regression.diffs
-        echo "pg_regress FAILED (exit $regress_rc); full diffs in tests/regress/regression.diffs"
+        [ -f tests/isolation/output_iso/regression.diffs ] && head -n 200 tests/isolation/output_iso/regression.diffs
+        echo "pg_regress FAILED (exit $regress_rc); full diffs in tests/regress/regression.diffs and tests/isolation/output_iso/regression.diffs"
     else
-        echo "pg_regress: ok"
+        echo "pg_regress (regress + isolation): ok"
     fi
     cleanup
     trap - EXIT
