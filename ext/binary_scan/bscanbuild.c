@@ -119,7 +119,7 @@ BscanBuildAdd(BscanBuildState *bs, ItemPointer tid)
 	int			n = opaque->count;
 
 	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.p.codeBytes, bs->code, bs->info.p.codeBytes);
-	BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tid;
+	BscanTidPut(&BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n], tid);
 	opaque->count = n + 1;
 	((PageHeader) bs->page)->pd_lower =
 		BscanTidsOffset(bs->info.p.capacity, bs->info.p.codeBytes) + (Size) (n + 1) * sizeof(ItemPointerData);

@@ -236,6 +236,7 @@ BscanCheckIndex(PgsCheckState *st)
 	{
 		BscanPageOpaque opaque;
 		ItemPointerData *tids;
+		BscanTid   *dataTids;
 		int			capacity;
 
 		if (!PgsCheckReadPage(st, blkno, page, sizeof(BscanPageOpaqueData)))
@@ -263,19 +264,20 @@ BscanCheckIndex(PgsCheckState *st)
 				BscanTidsOffset(capacity, p->codeBytes) + (Size) opaque->count * sizeof(ItemPointerData))
 				PgsCheckCorrupt(st, blkno, "data page pd_lower %u does not end its %u entries",
 								(unsigned) ((PageHeader) page)->pd_lower, opaque->count);
-			tids = BscanPageTids(page, capacity, p->codeBytes);
+			dataTids = BscanPageTids(page, capacity, p->codeBytes);
 			for (int i = 0; i < opaque->count; i++)
 			{
 				const uint8 *code = codes + (Size) i * p->codeBytes;
+				ItemPointerData tid = BscanTidGet(&dataTids[i]);	/* maybe misaligned */
 
-				if (!PgsCheckTidIsValid(&tids[i]))
+				if (!PgsCheckTidIsValid(&tid))
 					PgsCheckCorrupt(st, blkno, "entry %d has invalid heap TID (%u,%u)", i,
-									ItemPointerGetBlockNumberNoCheck(&tids[i]),
-									ItemPointerGetOffsetNumberNoCheck(&tids[i]));
+									ItemPointerGetBlockNumberNoCheck(&tid),
+									ItemPointerGetOffsetNumberNoCheck(&tid));
 				if (code[p->codeBytes - 1] & padMask)
 					PgsCheckCorrupt(st, blkno, "entry %d has code bits set beyond its %d dimensions", i, p->dims);
 				if (st->heapallindexed)
-					PgsCheckAddEntry(st, &tids[i], blkno, i, BscanCodeFingerprint(code, p->codeBytes));
+					PgsCheckAddEntry(st, &tid, blkno, i, BscanCodeFingerprint(code, p->codeBytes));
 			}
 			ndata++;
 			entries += opaque->count;

@@ -453,7 +453,7 @@ BscanGather(IndexScanDesc scan, int G)
 		Buffer		buf;
 		Page		page;
 		BscanPageOpaque opaque;
-		ItemPointerData *tids;
+		BscanTid   *tids;
 		uint8	   *codes;
 		size_t		nkept;
 
@@ -476,7 +476,8 @@ BscanGather(IndexScanDesc scan, int G)
 		for (size_t j = 0; j < nkept; j++)
 		{
 			uint32		d = so->dists[j];
-			ItemPointer tid = &tids[so->keptIdx[j]];
+			ItemPointerData tidData = BscanTidGet(&tids[so->keptIdx[j]]);
+			ItemPointer tid = &tidData;
 			BscanCand  *c;
 
 			if (d > boundDist)

@@ -44,14 +44,18 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	uint8	   *codes = BscanPageCodes(page);
-	ItemPointerData *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
+	BscanTid   *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
+	ItemPointerData invalid;
 	int			n = opaque->count;
 	int			removed = 0;
 	int			i = 0;
 
+	ItemPointerSetInvalid(&invalid);
 	while (i < n)
 	{
-		if (!callback(&tids[i], callback_state))
+		ItemPointerData tid = BscanTidGet(&tids[i]);
+
+		if (!callback(&tid, callback_state))
 		{
 			i++;
 			continue;
@@ -66,7 +70,7 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 			tids[i] = tids[n];
 		}
 		memset(codes + (Size) n * info->p.codeBytes, 0, info->p.codeBytes);
-		ItemPointerSetInvalid(&tids[n]);
+		BscanTidPut(&tids[n], &invalid);
 	}
 	opaque->count = n;
 	((PageHeader) page)->pd_lower =
