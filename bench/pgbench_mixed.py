@@ -226,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(args.render_md.read_text())
         common.replace_md_section("pgbench-mixed", render_md(summary, summary["command"]))
         return 0
-    ams = [a for a in args.ams.split(",") if a]
-    for a in ams:
-        if a not in R.WORKLOADS:
-            ap.error(f"unknown access method {a!r}")
+    ams = R.parse_ams(ap, args.ams)
 
     def progress(r: AmResult) -> None:
         R.log(f"{r.am}: {r.transactions} transactions ({r.per_script}), {r.errors} errors, {r.rows} rows, "

@@ -720,6 +720,15 @@ def render_md(summary: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_ams(ap: argparse.ArgumentParser, value: str) -> list[str]:
+    """The comma-separated ``--ams`` list, every name a known access method (else ``ap.error``)."""
+    ams = [a for a in value.split(",") if a]
+    for a in ams:
+        if a not in WORKLOADS:
+            ap.error(f"unknown access method {a!r}")
+    return ams
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=120, help="crash cycles in all, spread over the AMs")
@@ -736,10 +745,7 @@ def main(argv: list[str] | None = None) -> int:
 
         common.replace_md_section("reliability", render_md(summary, summary["command"]))
         return 0
-    ams = [a for a in args.ams.split(",") if a]
-    for a in ams:
-        if a not in WORKLOADS:
-            ap.error(f"unknown access method {a!r}")
+    ams = parse_ams(ap, args.ams)
 
     def progress(r: CycleResult) -> None:
         log(f"{r.am} #{r.cycle}: {r.op}/{r.crash}{' +checkpoint' if r.checkpoint else ''} after {r.delay_s}s, "

@@ -333,10 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write every round's result here")
     ap.add_argument("--update-md", action="store_true", help="rewrite the standby section of BENCHMARKS.md")
     args = ap.parse_args(argv)
-    ams = [a for a in args.ams.split(",") if a]
-    for a in ams:
-        if a not in R.WORKLOADS:
-            ap.error(f"unknown access method {a!r}")
+    ams = R.parse_ams(ap, args.ams)
 
     def progress(r: RoundResult) -> None:
         R.log(f"{r.am} round {r.round}: {len(r.ops)} statements, {r.rows} rows, replayed in {r.replay_s}s, "

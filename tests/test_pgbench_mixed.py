@@ -10,10 +10,7 @@ runs the long version.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +25,9 @@ from bench import reliability as R  # noqa: E402
 SECONDS = int(os.environ.get("PGSIEVE_PGBENCH_SECONDS", "4"))
 
 
-@pytest.fixture(scope="module")
-def pgbench_root(pg_extension: dict) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="pgsieve-pgbench-test-"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.parametrize("am", list(R.WORKLOADS))
-def test_pgbench_mixed(am: str, pgbench_root: Path) -> None:
-    r = P.run_am(am, SECONDS, clients=16, threads=2, base=pgbench_root)
+def test_pgbench_mixed(am: str, private_root: Path) -> None:
+    r = P.run_am(am, SECONDS, clients=16, threads=2, base=private_root)
     print(r)
     assert r.exit_status == 0 and r.failed_transactions == 0 and r.aborted_clients == 0, r
     assert not r.server_errors, "\n".join(r.server_errors)

@@ -11,10 +11,7 @@ the long version.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -30,19 +27,9 @@ from bench import standby as S  # noqa: E402
 ROUNDS = int(os.environ.get("PGSIEVE_STANDBY_ROUNDS", "4"))
 
 
-@pytest.fixture(scope="module")
-def standby_root(pg_extension: dict) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="pgsieve-standby-test-"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.parametrize("am", list(R.WORKLOADS))
-def test_standby_equality(am: str, standby_root: Path) -> None:
-    out = S.run_am(am, ROUNDS, standby_root, seed=3)
+def test_standby_equality(am: str, private_root: Path) -> None:
+    out = S.run_am(am, ROUNDS, private_root, seed=3)
     diffs = [f"round {r['round']}: {d}" for r in out["rounds"] for d in r["differences"]] + out["promotion"]
     assert not diffs, "\n".join(diffs)
     assert len(out["rounds"]) == ROUNDS
@@ -52,9 +39,9 @@ def test_standby_equality(am: str, standby_root: Path) -> None:
         assert any(o.startswith("build ") for o in r["ops"]) and "vacuum" in r["ops"]
 
 
-def test_comparison_sees_a_lagging_standby(standby_root: Path) -> None:
+def test_comparison_sees_a_lagging_standby(private_root: Path) -> None:
     """The comparison is not vacuous: with replay paused, a round's changes show up as differences."""
-    h = S.StandbyHarness(R.WORKLOADS["binary_scan"], standby_root / "lag", seed=5)
+    h = S.StandbyHarness(R.WORKLOADS["binary_scan"], private_root / "lag", seed=5)
     try:
         h.setup()
         with psycopg.connect(h.standby.url(R.DBNAME), autocommit=True) as s:
