@@ -555,6 +555,38 @@ class Harness:
         """pgsieve_index_check(heapallindexed): (heap rows it checked, or -1; the error text or '')."""
         return check_index(c, INDEX)
 
+    def scan_mismatches(self, c: psycopg.Connection, rows: int, seed: int) -> list[str]:
+        """The index against the sequential scan, in its exact configuration: one message per miss.
+
+        The plan must use the index; its ordered scan of every row must return exactly the sequential scan's
+        (id, distance) pairs in non-decreasing distance order; three LIMIT 10 queries must give its distances.
+        """
+        misses: list[str] = []
+        qrng = random.Random(seed)
+        q = self.w.make_query(qrng)
+        with c.transaction():
+            c.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in c.execute(
+                f"EXPLAIN SELECT id FROM {TABLE} ORDER BY emb {self.w.op} %(q)s::{self.w.column_type} LIMIT 5",
+                {"q": q}).fetchall())
+        if f"Index Scan using {INDEX}" not in plan:
+            misses.append(f"the index is not used:\n{plan}")
+        full_idx = self._ordered(c, q, rows + 10, True)
+        full_seq = self._ordered(c, q, rows + 10, False)
+        key = lambda r: (r[0], -1.0 if r[1] is None else r[1])  # noqa: E731
+        ordered = in_order([d for _, d in full_idx])
+        if sorted(full_idx, key=key) != sorted(full_seq, key=key) or not ordered:
+            missing = {i for i, _ in full_seq} - {i for i, _ in full_idx}
+            misses.append(f"full ordered scan differs from the sequential scan ({len(full_idx)} vs "
+                          f"{len(full_seq)} rows, {len(missing)} missing from the index, in order: {ordered})")
+        for _ in range(3):
+            q = self.w.make_query(qrng)
+            a = [d for _, d in self._ordered(c, q, 10, True)]
+            b = [d for _, d in self._ordered(c, q, 10, False)]
+            if a != b:
+                misses.append(f"top-10 distances differ: index {a} vs sequential {b}")
+        return misses
+
     def verify(self, res: CycleResult, led: Ledger) -> None:
         with self.connect() as c:
             valid = c.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
@@ -587,32 +619,9 @@ class Harness:
             elif res.heap_checked != res.rows:
                 res.failures.append(f"pgsieve_index_check checked {res.heap_checked} heap rows, the table has {res.rows}")
 
-            qrng = random.Random(res.cycle * 7919 + 17)
-            q = self.w.make_query(qrng)
-            with c.transaction():
-                c.execute("SET LOCAL enable_seqscan = off")
-                plan = "\n".join(r[0] for r in c.execute(
-                    f"EXPLAIN SELECT id FROM {TABLE} ORDER BY emb {self.w.op} %(q)s::{self.w.column_type} LIMIT 5",
-                    {"q": q}).fetchall())
-            if f"Index Scan using {INDEX}" not in plan:
-                res.failures.append(f"the index is not used:\n{plan}")
-            # every row, through the index: exactly the sequential scan's (id, distance) pairs, in order
-            full_idx = self._ordered(c, q, res.rows + 10, True)
-            full_seq = self._ordered(c, q, res.rows + 10, False)
-            key = lambda r: (r[0], -1.0 if r[1] is None else r[1])  # noqa: E731
-            ordered = in_order([d for _, d in full_idx])
-            if sorted(full_idx, key=key) != sorted(full_seq, key=key) or not ordered:
+            for miss in self.scan_mismatches(c, res.rows, res.cycle * 7919 + 17):
                 res.mismatches += 1
-                missing = {i for i, _ in full_seq} - {i for i, _ in full_idx}
-                res.failures.append(f"full ordered scan differs from the sequential scan ({len(full_idx)} vs "
-                                    f"{len(full_seq)} rows, {len(missing)} missing from the index, in order: {ordered})")
-            for _ in range(3):
-                q = self.w.make_query(qrng)
-                a = [d for _, d in self._ordered(c, q, 10, True)]
-                b = [d for _, d in self._ordered(c, q, 10, False)]
-                if a != b:
-                    res.mismatches += 1
-                    res.failures.append(f"top-10 distances differ: index {a} vs sequential {b}")
+                res.failures.append(miss)
 
             # the unlogged twin: emptied by the crash, its index reset to the init fork's, and usable
             left = c.execute(f"SELECT count(*) FROM {UTABLE}").fetchone()[0]
@@ -711,6 +720,15 @@ def render_md(summary: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_ams(ap: argparse.ArgumentParser, value: str) -> list[str]:
+    """The comma-separated ``--ams`` list, every name a known access method (else ``ap.error``)."""
+    ams = [a for a in value.split(",") if a]
+    for a in ams:
+        if a not in WORKLOADS:
+            ap.error(f"unknown access method {a!r}")
+    return ams
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=120, help="crash cycles in all, spread over the AMs")
@@ -727,10 +745,7 @@ def main(argv: list[str] | None = None) -> int:
 
         common.replace_md_section("reliability", render_md(summary, summary["command"]))
         return 0
-    ams = [a for a in args.ams.split(",") if a]
-    for a in ams:
-        if a not in WORKLOADS:
-            ap.error(f"unknown access method {a!r}")
+    ams = parse_ams(ap, args.ams)
 
     def progress(r: CycleResult) -> None:
         log(f"{r.am} #{r.cycle}: {r.op}/{r.crash}{' +checkpoint' if r.checkpoint else ''} after {r.delay_s}s, "

@@ -61,6 +61,17 @@ def _db_name(module_name: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def private_root(pg_extension: dict) -> Iterator[Path]:
+    """A private directory (traversable by the server's OS user) for a module's own throwaway servers."""
+    root = Path(tempfile.mkdtemp(prefix="pgsieve-servers-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
 def db_url(request: pytest.FixtureRequest, pg_server: str, pg_data_dir: Path) -> Iterator[str]:
     """URL of a fresh database with ``vector`` and ``pgsieve`` installed; dropped after the module."""
     name = _db_name(request.module.__name__)

@@ -24,11 +24,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import struct
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,24 +47,13 @@ SPECIAL = BLCKSZ - 8  # both AMs keep an 8-byte special space: kind (uint16), th
 PAGE_BYTES = BLCKSZ - CONTENTS - 8  # sparse_block's stream bytes per page
 
 
-@pytest.fixture(scope="module")
-def crash_root(pg_extension: dict) -> Iterator[Path]:
-    """A private directory (traversable by the server's OS user) for this module's servers."""
-    root = Path(tempfile.mkdtemp(prefix="pgsieve-crash-test-"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # crash cycles
 
 
 @pytest.mark.parametrize("am", list(R.WORKLOADS))
-def test_crash_cycles(am: str, crash_root: Path) -> None:
-    h = R.Harness(R.WORKLOADS[am], crash_root / f"cycles-{am}", seed=7)
+def test_crash_cycles(am: str, private_root: Path) -> None:
+    h = R.Harness(R.WORKLOADS[am], private_root / f"cycles-{am}", seed=7)
     results: list[R.CycleResult] = []
     try:
         h.setup()
@@ -397,8 +384,8 @@ def _expect_corrupt(conn: psycopg.Connection, index: str, heapallindexed: bool, 
 
 
 @pytest.mark.parametrize("case", CORRUPTION_CASES, ids=[c.am for c in CORRUPTION_CASES])
-def test_verifier_detects_corruption(case: CorruptionCase, crash_root: Path) -> None:
-    server = R.CrashServer(crash_root / f"corrupt-{case.am}")
+def test_verifier_detects_corruption(case: CorruptionCase, private_root: Path) -> None:
+    server = R.CrashServer(private_root / f"corrupt-{case.am}")
     server.init()
     server.start()
     try:

@@ -159,8 +159,34 @@ typedef BscanMetaPageData *BscanMetaPage;
 #define BscanTidsOffset(capacity, codeBytes) \
 	(BSCAN_CODES_OFFSET + (Size) (capacity) * (codeBytes))
 #define BscanPageCodes(page)	((uint8 *) (page) + BSCAN_CODES_OFFSET)
+/*
+ * The TID array follows capacity * codeBytes bytes of codes, so it can start at
+ * an odd offset: ItemPointerData requires 2-byte alignment (UBSan reports the
+ * misaligned accesses), so the array is read and written bytewise through
+ * BscanTid and BscanTidGet / BscanTidPut. The on-disk layout is unchanged.
+ */
+typedef struct BscanTid
+{
+	uint8		b[sizeof(ItemPointerData)];
+} BscanTid;
+
 #define BscanPageTids(page, capacity, codeBytes) \
-	((ItemPointerData *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
+	((BscanTid *) ((char *) (page) + BscanTidsOffset(capacity, codeBytes)))
+
+static inline ItemPointerData
+BscanTidGet(const BscanTid *t)
+{
+	ItemPointerData tid;
+
+	memcpy(&tid, t->b, sizeof(tid));
+	return tid;
+}
+
+static inline void
+BscanTidPut(BscanTid *t, const ItemPointerData *tid)
+{
+	memcpy(t->b, tid, sizeof(*tid));
+}
 
 /* where a document's value starts in the token pages */
 typedef struct BscanTokPtr

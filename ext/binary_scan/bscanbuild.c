@@ -121,7 +121,7 @@ BscanBuildAdd(BscanBuildState *bs, ItemPointer tid, const BscanTokPtr *tok)
 	int			n = opaque->count;
 
 	memcpy(BscanPageCodes(bs->page) + (Size) n * bs->info.p.codeBytes, bs->code, bs->info.p.codeBytes);
-	BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tid;
+	BscanTidPut(&BscanPageTids(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n], tid);
 	if (bs->info.p.storeTokens)
 		BscanPageTokPtrs(bs->page, bs->info.p.capacity, bs->info.p.codeBytes)[n] = *tok;
 	opaque->count = n + 1;

@@ -265,6 +265,7 @@ BscanCheckIndex(PgsCheckState *st)
 	{
 		BscanPageOpaque opaque;
 		ItemPointerData *tids;
+		BscanTid   *dataTids;
 		int			capacity;
 
 		if (!PgsCheckReadPage(st, blkno, page, sizeof(BscanPageOpaqueData)))
@@ -291,10 +292,11 @@ BscanCheckIndex(PgsCheckState *st)
 			if (((PageHeader) page)->pd_lower != BscanDataPageLower(p, opaque->count))
 				PgsCheckCorrupt(st, blkno, "data page pd_lower %u does not end its %u entries",
 								(unsigned) ((PageHeader) page)->pd_lower, opaque->count);
-			tids = BscanPageTids(page, capacity, p->codeBytes);
+			dataTids = BscanPageTids(page, capacity, p->codeBytes);
 			for (int i = 0; i < opaque->count; i++)
 			{
 				const uint8 *code = codes + (Size) i * p->codeBytes;
+				ItemPointerData tid = BscanTidGet(&dataTids[i]);	/* maybe misaligned */
 				struct varlena *value = NULL;
 
 				if (p->storeTokens)
@@ -307,14 +309,14 @@ BscanCheckIndex(PgsCheckState *st)
 										i, DatumGetMultiVec(PointerGetDatum(value))->dim, p->tokenDim);
 				}
 
-				if (!PgsCheckTidIsValid(&tids[i]))
+				if (!PgsCheckTidIsValid(&tid))
 					PgsCheckCorrupt(st, blkno, "entry %d has invalid heap TID (%u,%u)", i,
-									ItemPointerGetBlockNumberNoCheck(&tids[i]),
-									ItemPointerGetOffsetNumberNoCheck(&tids[i]));
+									ItemPointerGetBlockNumberNoCheck(&tid),
+									ItemPointerGetOffsetNumberNoCheck(&tid));
 				if (code[p->codeBytes - 1] & padMask)
 					PgsCheckCorrupt(st, blkno, "entry %d has code bits set beyond its %d dimensions", i, p->dims);
 				if (st->heapallindexed)
-					PgsCheckAddEntry(st, &tids[i], blkno, i, BscanCodeFingerprint(code, p->codeBytes, value));
+					PgsCheckAddEntry(st, &tid, blkno, i, BscanCodeFingerprint(code, p->codeBytes, value));
 			}
 			ndata++;
 			entries += opaque->count;

@@ -35,7 +35,7 @@ BscanPageAdd(Page page, const BscanInfo *info, const uint8 *code, ItemPointer ti
 		return;
 	}
 	memcpy(BscanPageCodes(page) + (Size) n * info->p.codeBytes, code, info->p.codeBytes);
-	BscanPageTids(page, info->p.capacity, info->p.codeBytes)[n] = *tid;
+	BscanTidPut(&BscanPageTids(page, info->p.capacity, info->p.codeBytes)[n], tid);
 	if (info->p.storeTokens)
 		BscanPageTokPtrs(page, info->p.capacity, info->p.codeBytes)[n] = *tok;
 	((PageHeader) page)->pd_lower = BscanDataPageLower(&info->p, n + 1);

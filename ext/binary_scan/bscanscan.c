@@ -464,7 +464,7 @@ BscanGather(IndexScanDesc scan, int G)
 		Buffer		buf;
 		Page		page;
 		BscanPageOpaque opaque;
-		ItemPointerData *tids;
+		BscanTid   *tids;
 		BscanTokPtr *toks;
 		uint8	   *codes;
 		size_t		nkept;
@@ -490,7 +490,8 @@ BscanGather(IndexScanDesc scan, int G)
 		for (size_t j = 0; j < nkept; j++)
 		{
 			uint32		d = so->dists[j];
-			ItemPointer tid = &tids[so->keptIdx[j]];
+			ItemPointerData tidData = BscanTidGet(&tids[so->keptIdx[j]]);
+			ItemPointer tid = &tidData;
 			BscanCand  *c;
 
 			if (d > boundDist)

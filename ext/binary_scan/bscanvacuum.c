@@ -46,15 +46,19 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 {
 	BscanPageOpaque opaque = BscanPageGetOpaque(page);
 	uint8	   *codes = BscanPageCodes(page);
-	ItemPointerData *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
+	BscanTid   *tids = BscanPageTids(page, info->p.capacity, info->p.codeBytes);
 	BscanTokPtr *toks = info->p.storeTokens ? BscanPageTokPtrs(page, info->p.capacity, info->p.codeBytes) : NULL;
+	ItemPointerData invalid;
 	int			n = opaque->count;
 	int			removed = 0;
 	int			i = 0;
 
+	ItemPointerSetInvalid(&invalid);
 	while (i < n)
 	{
-		if (!callback(&tids[i], callback_state))
+		ItemPointerData tid = BscanTidGet(&tids[i]);
+
+		if (!callback(&tid, callback_state))
 		{
 			i++;
 			continue;
@@ -71,7 +75,7 @@ BscanVacuumPage(Page page, const BscanInfo *info, IndexBulkDeleteCallback callba
 				toks[i] = toks[n];
 		}
 		memset(codes + (Size) n * info->p.codeBytes, 0, info->p.codeBytes);
-		ItemPointerSetInvalid(&tids[n]);
+		BscanTidPut(&tids[n], &invalid);
 		if (toks)
 			memset(&toks[n], 0, sizeof(BscanTokPtr));
 	}

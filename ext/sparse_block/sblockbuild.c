@@ -126,8 +126,11 @@ SblockBuildCallback(Relation heap, ItemPointer tid, Datum *values, bool *isnull,
 	d->nnz = v.nnz;
 	d->indices = palloc(sizeof(int32) * Max(v.nnz, 1));
 	d->values = palloc(sizeof(float) * Max(v.nnz, 1));
-	memcpy(d->indices, v.indices, sizeof(int32) * v.nnz);
-	memcpy(d->values, v.values, sizeof(float) * v.nnz);
+	if (v.nnz > 0)				/* an empty vector's arrays may be NULL: memcpy(NULL) is undefined */
+	{
+		memcpy(d->indices, v.indices, sizeof(int32) * v.nnz);
+		memcpy(d->values, v.values, sizeof(float) * v.nnz);
+	}
 	bs->ndocs++;
 	bs->indtuples += 1;
 
@@ -163,6 +166,11 @@ SblockWriteForward(SblockBuildState *bs)
 		hdr.ordinal = d->ordinal;
 		hdr.nnz = d->nnz;
 		offsets[i] = SblockWriterAlignDoc(&w, d->nnz);
+		/* postings address a record by offset / 8 in a uint32 (SblockPosting.offset8) */
+		if (offsets[i] / 8 > PG_UINT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("sparse_block forward stream exceeds 32 GB")));
 		SblockWriterWrite(&w, &hdr, SBLOCK_DOC_HEADER_SIZE);
 		SblockWriterWrite(&w, d->indices, sizeof(int32) * d->nnz);
 		SblockWriterWrite(&w, d->values, sizeof(float) * d->nnz);

@@ -111,8 +111,11 @@ sblockinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	len = SBLOCK_DOC_HEADER_SIZE + (Size) v.nnz * 8;
 	record = palloc0(len);
 	memcpy(record, &hdr, SBLOCK_DOC_HEADER_SIZE);
-	memcpy(record + SBLOCK_DOC_HEADER_SIZE, v.indices, sizeof(int32) * v.nnz);
-	memcpy(record + SBLOCK_DOC_HEADER_SIZE + sizeof(int32) * v.nnz, v.values, sizeof(float) * v.nnz);
+	if (v.nnz > 0)				/* an empty vector's arrays may be NULL: memcpy(NULL) is undefined */
+	{
+		memcpy(record + SBLOCK_DOC_HEADER_SIZE, v.indices, sizeof(int32) * v.nnz);
+		memcpy(record + SBLOCK_DOC_HEADER_SIZE + sizeof(int32) * v.nnz, v.values, sizeof(float) * v.nnz);
+	}
 	offset = SblockDocAlign(meta->tail.bytes);
 
 	SblockTailWrite(index, &meta->tail, offset, record, len);
