@@ -68,11 +68,38 @@ def docs():
             for i, p in enumerate(ps)]
 
 
+class Memo:
+    """An encoder that remembers what it encoded (both modes ingest the same texts; CPU time is scarce here).
+
+    It describes itself by the wrapped encoder's config, so ``Collection.open`` rebuilds the real encoder."""
+
+    def __init__(self, enc) -> None:
+        self.enc, self.dim, self._docs, self._queries = enc, enc.dim, {}, {}
+
+    def pgsieve_config(self):
+        from pgsieve.fields import encoder_config
+
+        return encoder_config(self.enc)
+
+    def _get(self, cache, fn, texts):
+        todo = [t for t in dict.fromkeys(texts) if t not in cache]
+        if todo:
+            cache.update(zip(todo, fn(todo)))
+        return [cache[t] for t in texts]
+
+    def encode_documents(self, texts):
+        return self._get(self._docs, self.enc.encode_documents, list(texts))
+
+    def encode_queries(self, texts):
+        return self._get(self._queries, self.enc.encode_queries, list(texts))
+
+
 @pytest.fixture(scope="module")
 def encoders():
     from pgsieve.encoders import DenseEncoder, LateInteractionEncoder
 
-    return DenseEncoder(batch_size=64, max_length=128), LateInteractionEncoder(doc_maxlen=96, batch_size=32)
+    return (Memo(DenseEncoder(batch_size=64, max_length=128)),
+            Memo(LateInteractionEncoder(doc_maxlen=96, batch_size=32)))
 
 
 def _fields(encoders):
@@ -116,7 +143,7 @@ def _ids(hits):
 
 def _cos_top(docs, encoders, q, k):
     dense, _ = encoders
-    m = dense.encode_documents([d["text"] for d in docs])
+    m = np.stack(dense.encode_documents([d["text"] for d in docs]))
     s = m @ dense.encode_queries([q])[0]
     order = sorted(range(len(docs)), key=lambda i: (-s[i], docs[i]["id"]))
     return [docs[i]["id"] for i in order[:k]], s
@@ -171,7 +198,7 @@ def test_hybrid_hits_carry_stage_scores_and_rrf_is_recomputable(colls) -> None:
             assert h.stages["rrf"].score == pytest.approx(want)
             assert {"bm25", "dense"} & set(h.stages)
         # the maxsim score is the exact MaxSim of the stored tokens against the query tokens
-        _, li = c.fields["colbert"].encoder, c.fields["colbert"].encoder
+        li = c.fields["colbert"].encoder
         qt = li.encode_queries([QUERIES[0]])[0]
         dt = li.encode_documents([hits[0].text])[0]
         assert hits[0].score == pytest.approx(float((qt @ dt.T).max(axis=1).sum()), rel=1e-4)
@@ -227,6 +254,8 @@ def test_open_rebuilds_fields_and_encoders_from_the_catalog(colls) -> None:
         assert {n: (f.kind, f.dim, f.fmt, f.source) for n, f in o.fields.items()} == \
             {n: (f.kind, f.dim, f.fmt, f.source) for n, f in c.fields.items()}
         assert type(o.fields["bm25"].encoder).__name__ == "BM25Encoder"
+        assert type(o.fields["dense"].encoder).__name__ == "DenseEncoder"
+        assert type(o.fields["colbert"].encoder).__name__ == "LateInteractionEncoder"
         assert o.fields["bm25"].encoder.stats.N == N
         assert _ids(o.search(QUERIES[2], k=5)) == _ids(c.search(QUERIES[2], k=5))
         assert len(o) == N
@@ -378,3 +407,53 @@ def test_add_through_a_pool_survives_a_killed_worker(db) -> None:
     hits = coll.search({"dense": want[7], "bm25": coll.fields["bm25"].encoder.encode_queries(["worker"])[0]},
                        Pipeline(gather("dense", 5)), k=1)
     assert hits[0].id == "w7"
+
+
+# -- the SQL function API --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_sql_function_runs_the_same_pipeline(colls, name) -> None:
+    """pgsieve_catalog.search(collection, queries, pipeline, k, filter) returns what the client's search does."""
+    from psycopg.types.json import Jsonb
+
+    p = PIPELINES[name]
+    for c in colls.values():
+        for q, filt in ((QUERIES[0], None), (QUERIES[1], {"page": "kill(2)"})):
+            want = c.search(q, p, k=10, filter=filt)
+            rows = c.conn.execute("SELECT id, score, stages FROM pgsieve_catalog.search('docs', %s, %s, 10, %s)",
+                                  (Jsonb(c.query_json(q, p)), Jsonb(p.to_dict()),
+                                   None if filt is None else Jsonb(filt))).fetchall()
+            assert [r[0] for r in rows] == _ids(want), (c.mode, name, q)
+            np.testing.assert_allclose([r[1] for r in rows], [h.score for h in want], rtol=1e-5, atol=1e-6)
+            for r, h in zip(rows, want):
+                assert {s: v["rank"] for s, v in r[2].items()} == {s: v.rank for s, v in h.stages.items()}
+
+
+def test_sql_function_default_pipeline_and_errors(colls) -> None:
+    from psycopg.types.json import Jsonb
+
+    for c in colls.values():
+        want = c.search(QUERIES[2], k=5)
+        rows = c.conn.execute("SELECT id FROM pgsieve_catalog.search('docs', %s, k => 5)",
+                              (Jsonb(c.query_json(QUERIES[2])),)).fetchall()
+        assert [r[0] for r in rows] == _ids(want)
+        qj = Jsonb(c.query_json(QUERIES[2]))
+        bad = [
+            ("SELECT * FROM pgsieve_catalog.search('nope', %s)", (qj,), psycopg.errors.UndefinedObject, "no collection"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', %s, '{\"gather\": [{\"field\": \"x\"}]}')", (qj,),
+             psycopg.errors.InvalidParameterValue, "unknown field"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', %s, '{\"gather\": [{\"field\": \"dense\"}, "
+             "{\"field\": \"bm25\"}]}')", (qj,), psycopg.errors.InvalidParameterValue, "needs a fusion stage"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', %s, '{\"gather\": []}')", (qj,),
+             psycopg.errors.InvalidParameterValue, "non-empty"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', %s, k => 0)", (qj,),
+             psycopg.errors.InvalidParameterValue, "k must be"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', '{\"dense\": [1, 2]}', '{\"gather\": [{\"field\": "
+             "\"dense\"}]}')", None, psycopg.errors.InvalidParameterValue, "array of 384 numbers"),
+            ("SELECT * FROM pgsieve_catalog.search('docs', %s, '{\"gather\": [{\"field\": \"dense\"}], "
+             "\"rerank\": {\"method\": \"maxsim\", \"field\": \"bm25\"}}')", (qj,),
+             psycopg.errors.InvalidParameterValue, "needs a multivector field"),
+        ]
+        for stmt, params, exc, msg in bad:
+            with pytest.raises(exc, match=msg):
+                c.conn.execute(stmt, params)

@@ -90,7 +90,8 @@ def _ident(name: str) -> sql.Identifier:
 class Collection:
     """A collection bound to a connection (use :meth:`create` or :meth:`open`, not the constructor)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], name: str, fields: Sequence[Field], mode: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], name: str, fields: Sequence[Field], mode: str, *,
+                 schema: str = "public") -> None:
         if mode not in MODES:
             raise CollectionError(f"mode must be one of {MODES}, got {mode!r}")
         self.conn = conn
@@ -112,7 +113,8 @@ class Collection:
                 if f.dim is not None and f.dim != src.dim:
                     raise FieldError(f"binary field {f.name!r}: dim {f.dim} differs from its source's {src.dim}")
                 f.dim = src.dim
-        self.table = _ident(self.name)
+        self.schema = schema
+        self.table = sql.Identifier(schema, self.name)
         self._fde_params: Any = None
 
     # -- modes ----------------------------------------------------------------------
@@ -160,7 +162,10 @@ class Collection:
             raise CollectionError("mode='pgsieve' needs the pgsieve extension in this database "
                                   "(CREATE EXTENSION pgsieve); use mode='managed' for pgvector only")
         real_mode = detected if mode == "auto" else mode
-        coll = cls(conn, name, fields, real_mode)
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        if schema is None:
+            raise CollectionError("no schema to create the table in (the search_path names no existing schema)")
+        coll = cls(conn, name, fields, real_mode, schema=schema)
         ensure_catalog(conn)
         with conn.transaction():
             row = conn.execute(sql.SQL("SELECT mode FROM {} WHERE name = %s FOR UPDATE").format(
@@ -170,7 +175,12 @@ class Collection:
                     return cls.open(conn, name, encoders={f.name: f.encoder for f in fields if f.encoder})
                 raise CollectionError(f"collection {name!r} already exists (Collection.open it, or exist_ok=True)")
             coll._create_table()
-            spec = {"version": 1, "fields": [f.to_dict() for f in coll.fields.values()]}
+            try:
+                default: Optional[dict[str, Any]] = Pipeline.default(coll).to_dict()
+            except PipelineError:  # nothing a gather can read: the SQL function then needs a pipeline
+                default = None
+            spec = {"version": 1, "schema": schema, "fields": [f.to_dict() for f in coll.fields.values()],
+                    "default_pipeline": default}
             conn.execute(sql.SQL("INSERT INTO {} (name, table_name, mode, spec) VALUES (%s, %s, %s, %s)").format(
                 sql.Identifier(SCHEMA, "collections")), (name, name, coll.mode, Jsonb(spec)))
             for f in coll.fields.values():
@@ -206,7 +216,7 @@ class Collection:
                 enc = build_encoder(d["config"])
             qenc = build_encoder(d["query_config"]) if d.get("query_config") else None
             fields.append(Field.from_dict(d, enc, qenc))
-        coll = cls(conn, name, fields, mode)
+        coll = cls(conn, name, fields, mode, schema=spec.get("schema", "public"))
         coll._after_open()
         return coll
 
@@ -319,15 +329,15 @@ class Collection:
         if self.mode != "pgsieve":
             return
         for name, ddl in self._pgsieve_indexes():
-            if self.conn.execute("SELECT to_regclass(%s)", (sql.Identifier(name).as_string(self.conn),)
-                                 ).fetchone()[0] is None:
+            qualified = sql.Identifier(self.schema, name).as_string(self.conn)
+            if self.conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is None:
                 self.conn.execute(ddl)
 
     def optimize(self) -> None:
         """REINDEX pgsieve's access-method indexes (folds rows added since the build into the clustered / learned
         structures) and ANALYZE; managed-mode HNSW indexes need nothing."""
         for name, _ in self._pgsieve_indexes():
-            self.conn.execute(sql.SQL("REINDEX INDEX {}").format(_ident(name)))
+            self.conn.execute(sql.SQL("REINDEX INDEX {}").format(sql.Identifier(self.schema, name)))
         self.conn.execute(sql.SQL("ANALYZE {}").format(self.table))
 
     # -- ingest ---------------------------------------------------------------------------------
@@ -585,6 +595,28 @@ class Collection:
 
         fde = fde_query(t, self._fde()[f.dim]) if f.index else None
         return (_token_list(t, f), fde)
+
+    def query_json(self, query: str, pipeline: Optional[Pipeline] = None) -> dict[str, Any]:
+        """The ``queries`` argument of the SQL function ``pgsieve_catalog.search`` for ``query``: each field the
+        pipeline reads, encoded (dense: a list of floats; sparse: pgvector's text form; multivector: a list of
+        token lists, plus ``<field>_fde`` in managed mode)."""
+        p = (pipeline if pipeline is not None else Pipeline.default(self)).check(self.fields)
+        needed = {self.fields[g.field].source or g.field for g in p.gathers}
+        if p.rerank is not None and p.rerank.field is not None:
+            needed.add(p.rerank.field)
+        out: dict[str, Any] = {}
+        for n, v in self._encode_query(query, needed).items():
+            f = self.fields[n]
+            if f.kind == "sparse":
+                out[n] = v.to_text()
+            elif f.kind == "multivector" and self.mode == "managed":
+                tokens, fde = v
+                out[n] = [t.to_list() for t in tokens]
+                if fde is not None:
+                    out[f"{n}_fde"] = [float(x) for x in fde]
+            else:
+                out[n] = np.asarray(v, dtype=np.float32).tolist()
+        return out
 
     def search(self, query: Union[str, Mapping[str, Any]], pipeline: Optional[Pipeline] = None, *, k: int = 10,
                filter: Optional[Mapping[str, Any]] = None) -> list[Hit]:
