@@ -11,10 +11,7 @@ agree exactly, approximate ones closely, and both agree with numpy ground truth.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -174,6 +171,29 @@ def test_every_pipeline_runs_in_both_modes_and_agrees(colls, name) -> None:
                 assert ha.stages[s].rank == hb.stages[s].rank
 
 
+def test_maxsim_pruning_is_pgsieve_only_and_scores_exactly(colls) -> None:
+    """rerank_maxsim(alpha=, beta=): maxsim_rerank's candidate pruning and early exit; the hits it keeps carry their
+    exact MaxSim; managed mode refuses it (client and SQL function) instead of silently re-ranking exactly."""
+    from psycopg.types.json import Jsonb
+
+    pruned = Pipeline(gather("bm25", 30), gather("dense", 30), rrf(60), rerank_maxsim("colbert", 30, alpha=0.03, beta=3))
+    exact = PIPELINES["hybrid"]
+    pg = colls["pgsieve"]
+    for q in QUERIES:
+        a = {h.id: h.score for h in pg.search(q, exact, k=30)}
+        got = pg.search(q, pruned, k=10)
+        assert 1 <= len(got) <= 10 and all(h.score == pytest.approx(a[h.id], rel=1e-6) for h in got)
+        rows = pg.conn.execute("SELECT id FROM pgsieve_catalog.search('docs', %s, %s, 10)",
+                               (Jsonb(pg.query_json(q, pruned)), Jsonb(pruned.to_dict()))).fetchall()
+        assert [r[0] for r in rows] == _ids(got)
+    m = colls["managed"]
+    with pytest.raises(PipelineError, match="need pgsieve mode"):
+        m.search(QUERIES[0], pruned)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="need pgsieve mode"):
+        m.conn.execute("SELECT * FROM pgsieve_catalog.search('docs', %s, %s)",
+                       (Jsonb(m.query_json(QUERIES[0], exact)), Jsonb(pruned.to_dict())))
+
+
 def test_dense_and_binary_gathers_equal_numpy_ground_truth(colls, docs, encoders) -> None:
     for q in QUERIES:
         want, s = _cos_top(docs, encoders, q, 10)
@@ -224,7 +244,7 @@ def test_explain_shows_the_one_statement_with_parameters(colls) -> None:
         assert len(stmts) == 1 and stmts[0].lstrip().startswith("WITH ")
         assert "%(k)s = 7" in text and "%(q_0)s = sparsevec" in text
         if mode == "pgsieve":
-            assert "maxsim(t.\"colbert\"" in text and "SET LOCAL pgsieve.sparse_top_k" in text
+            assert "maxsim_rerank(" in text and "SET LOCAL pgsieve.sparse_top_k" in text
         else:
             assert "unnest" in text and "pgsieve" not in text.replace('"docs"', "")
         # the statement is what search runs
@@ -336,6 +356,8 @@ def test_bad_requests_fail_with_clear_errors_before_sql(offline) -> None:
         (lambda: c.compile(_q(), Pipeline(gather("dense"), rerank_maxsim("dense"))), "needs a multivector field"),
         (lambda: c.compile(_q(), Pipeline(gather("dense"), rerank_maxsim("colbert"))), "unknown field"),
         (lambda: c.compile(_q(), Pipeline(gather("dense")), filter=["a"]), "filter must be a dict"),
+        (lambda: c.compile(_q(), Pipeline(gather("dense")), filter={"a": {1, 2}}), "filter must be JSON"),
+        (lambda: Pipeline(gather("dense"), rerank_maxsim(alpha=2)), "alpha must be"),
         (lambda: c.compile({"dense": np.ones(4)}, Pipeline(gather("dense"), gather("bm25"), rrf())),
          r"no query value for \['bm25'\]"),
         (lambda: c.compile(_q(), Pipeline(gather("dense", name="rrf"))), "reserved"),
@@ -384,15 +406,7 @@ def test_add_through_a_pool_survives_a_killed_worker(db) -> None:
     with EncoderPool(("workers_helpers:HashEncoder", {"dim": 8, "delay": 0.05}), devices="cpu",
                      workers_per_device=2, max_batch_size=2) as pool:
         victim = pool.pids[0]
-
-        def kill_mid_ingest() -> None:
-            deadline = time.monotonic() + 60
-            while pool.stats()["batches_done"] < 3 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            os.kill(victim, signal.SIGKILL)
-
-        killer = threading.Thread(target=kill_mid_ingest)
-        killer.start()
+        killer = workers_helpers.kill_after_batches(pool, victim, 3)
         assert coll.add(docs, pool=pool, batch_size=5, progress=False, encode_ahead=3) == 37
         killer.join()
         st = pool.stats()

@@ -521,12 +521,7 @@ class Collection:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100_000:
             raise PipelineError(f"k must be an int in 1..100000, got {k!r}")
         if filter is not None:
-            if not isinstance(filter, Mapping):
-                raise PipelineError(f"filter must be a dict (matched with metadata @> filter), got {filter!r}")
-            try:
-                json.dumps(dict(filter))
-            except (TypeError, ValueError) as e:
-                raise PipelineError(f"filter must be JSON-serializable: {e}") from None
+            _json_object(filter, "filter", PipelineError)  # matched with metadata @> filter
         p = (pipeline if pipeline is not None else Pipeline.default(self))
         if not isinstance(p, Pipeline):
             raise PipelineError(f"pipeline must be a Pipeline, got {type(p).__name__}")
@@ -538,7 +533,8 @@ class Collection:
         if p.rerank is not None and p.rerank.field is not None:
             needed.add(p.rerank.field)
         queries = self._encode_query(query, needed)
-        return compile_pipeline(self.table, self.mode, self.fields, p, k, queries, filter)
+        return compile_pipeline(self.table, self.mode, self.fields, p, k, queries, filter,
+                                regclass=".".join('"' + x.replace('"', '""') + '"' for x in (self.schema, self.name)))
 
     def _encode_query(self, query: Union[str, Mapping[str, Any]], needed: set[str]) -> dict[str, Any]:
         if isinstance(query, str):
@@ -671,6 +667,17 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _json_object(value: Any, what: str, exc: type[Exception]) -> dict[str, Any]:
+    """``value`` as a dict that serializes to a JSON object, else ``exc`` naming ``what``."""
+    if not isinstance(value, Mapping):
+        raise exc(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        json.dumps(dict(value))
+    except (TypeError, ValueError) as e:
+        raise exc(f"{what} must be JSON-serializable: {e}") from None
+    return dict(value)
+
+
 def _check_docs(docs: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
     if isinstance(docs, (str, bytes, Mapping)):
         raise CollectionError("docs must be an iterable of {'id', 'text', 'metadata'} dicts")
@@ -693,12 +700,6 @@ def _check_docs(docs: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, dict[
         if doc_id in seen:
             raise CollectionError(f"docs[{i}]: duplicate id {doc_id!r}")
         seen.add(doc_id)
-        meta = d.get("metadata") or {}
-        if not isinstance(meta, Mapping):
-            raise CollectionError(f"docs[{i}]['metadata'] must be a dict, got {type(meta).__name__}")
-        try:
-            json.dumps(dict(meta))
-        except (TypeError, ValueError) as e:
-            raise CollectionError(f"docs[{i}]['metadata'] is not JSON-serializable: {e}") from None
-        out.append((doc_id, text, dict(meta)))
+        meta = _json_object(d.get("metadata") or {}, f"docs[{i}]['metadata']", CollectionError)
+        out.append((doc_id, text, meta))
     return out

@@ -124,6 +124,8 @@ class Rerank:
     method: str
     field: Optional[str] = None
     k: int = 100
+    alpha: Optional[float] = None  # maxsim, pgsieve mode: candidate pruning (maxsim_rerank's alpha)
+    beta: Optional[int] = None     # maxsim, pgsieve mode: early exit after beta non-improving candidates
 
     def __post_init__(self) -> None:
         if self.method not in ("maxsim", "exact"):
@@ -131,6 +133,13 @@ class Rerank:
         if self.field is not None:
             _name("rerank field", self.field)
         _k("rerank k", self.k)
+        if (self.alpha is not None or self.beta is not None) and self.method != "maxsim":
+            raise PipelineError("alpha/beta (candidate pruning, early exit) apply to rerank_maxsim only")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
+                                       or not 0 <= self.alpha <= 1):
+            raise PipelineError(f"rerank alpha must be a number in [0, 1], got {self.alpha!r}")
+        if self.beta is not None:
+            _k("rerank beta", self.beta)
 
 
 def gather(field: str, k: int = 100, *, kind: Optional[str] = None, name: Optional[str] = None) -> Gather:
@@ -149,10 +158,12 @@ def weighted(weights: Mapping[str, float], *, limit: Optional[int] = None) -> Fu
     return Fusion("weighted", 60.0, dict(weights), limit)
 
 
-def rerank_maxsim(field: Optional[str] = None, k: int = 100) -> Rerank:
+def rerank_maxsim(field: Optional[str] = None, k: int = 100, *, alpha: Optional[float] = None,
+                  beta: Optional[int] = None) -> Rerank:
     """Exact MaxSim (late interaction) over the best ``k`` fused candidates; ``field``: the multivector field
-    (default: the collection's only one)."""
-    return Rerank("maxsim", field, k)
+    (default: the collection's only one).  pgsieve mode only: ``alpha`` (candidate pruning) and ``beta`` (early
+    exit) as in ``maxsim_rerank`` (Martinico et al. 2026: 0.03 and 3) trade exactness for speed."""
+    return Rerank("maxsim", field, k, alpha, beta)
 
 
 def rerank_exact(field: Optional[str] = None, k: int = 100) -> Rerank:
@@ -232,7 +243,7 @@ class Pipeline:
                 if len(cands) != 1:
                     raise PipelineError(f"rerank_{rr.method}(): the collection has {len(cands)} {want} fields "
                                         f"{cands}; name one")
-                rr = Rerank(rr.method, cands[0], rr.k)
+                rr = Rerank(rr.method, cands[0], rr.k, rr.alpha, rr.beta)
             f = fields.get(rr.field)  # type: ignore[arg-type]
             if f is None:
                 raise PipelineError(f"rerank_{rr.method}({rr.field!r}): unknown field; the collection has "
@@ -274,8 +285,10 @@ class Pipeline:
                            **({"weights": dict(f.weights)} if f.weights is not None else {}),
                            **({"limit": f.limit} if f.limit is not None else {})}
         if self.rerank is not None:
-            d["rerank"] = {"method": self.rerank.method, "k": self.rerank.k,
-                           **({"field": self.rerank.field} if self.rerank.field else {})}
+            r = self.rerank
+            d["rerank"] = {"method": r.method, "k": r.k, **({"field": r.field} if r.field else {}),
+                           **({"alpha": r.alpha} if r.alpha is not None else {}),
+                           **({"beta": r.beta} if r.beta is not None else {})}
         return d
 
     @classmethod

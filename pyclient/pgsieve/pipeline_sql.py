@@ -209,8 +209,11 @@ class _Builder:
 
 
 def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Field], pipeline: Pipeline, k: int,
-                     queries: Mapping[str, Any], filter: Optional[Mapping[str, Any]] = None) -> Compiled:
+                     queries: Mapping[str, Any], filter: Optional[Mapping[str, Any]] = None, *,
+                     regclass: str = "") -> Compiled:
     """The one statement for a pipeline *already checked* against ``fields`` (``Pipeline.check``).
+
+    ``regclass``: the table as ``maxsim_rerank`` takes it (``'"schema"."name"'``), for a pgsieve-mode MaxSim re-rank.
 
     ``queries``: the encoded query per field a stage reads — a dense ``np.ndarray``, a ``SparseVector``, a
     multivector's tokens (pgsieve mode: the ``MultiVector``/array the adapters send as ``multivec``; managed: a
@@ -267,13 +270,30 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
         if rr.method == "maxsim":
             q = b.query(f.name, "MaxSim re-rank")
             b.params["q_rr"] = q[0] if mode == "managed" and isinstance(q, tuple) else q
-            expr = b.maxsim_expr(f, "q_rr", sql.SQL("t"))
         else:
             b.params["q_rr"] = b.query(f.name, "exact re-rank")
-            expr = sql.SQL("1 - (t.{} <=> %(q_rr)s)").format(sql.Identifier(f.name))
         labels.append(rr.method)
-        ctes.append(sql.SQL("rr AS (SELECT r.id, r.fscore, r.frank, r.stages, {e} AS rscore "
-                            "FROM fused AS r JOIN {t} AS t ON t.id = r.id)").format(e=expr, t=table))
+        if rr.method == "maxsim" and mode == "pgsieve":
+            # maxsim_rerank fetches each candidate by TID and scores it with the C kernel: measured about 1.5x
+            # faster than maxsim() per joined row (bench suite pipeline), same results; alpha/beta prune
+            b.params.update(rr_rel=regclass, rr_col=f.name, rr_alpha=rr.alpha, rr_beta=rr.beta)
+            ctes.append(sql.SQL(
+                "rr AS (SELECT r.id, r.fscore, r.frank, r.stages, m.score AS rscore FROM maxsim_rerank("
+                "%(rr_rel)s::regclass, %(rr_col)s::name, "
+                "ARRAY(SELECT t.ctid FROM fused AS f JOIN {t} AS t ON t.id = f.id ORDER BY f.fscore DESC, f.id), "
+                "ARRAY(SELECT f.fscore FROM fused AS f ORDER BY f.fscore DESC, f.id), %(q_rr)s, %(k)s, "
+                "%(rr_alpha)s::float8, %(rr_beta)s::integer) AS m "
+                "JOIN {t} AS t ON t.ctid = m.tid JOIN fused AS r ON r.id = t.id)").format(t=table))
+        else:
+            if rr.alpha is not None or rr.beta is not None:
+                raise PipelineError("rerank_maxsim(alpha=, beta=): candidate pruning and early exit need pgsieve "
+                                    "mode (maxsim_rerank); managed mode re-ranks exactly")
+            if rr.method == "maxsim":
+                expr = b.maxsim_expr(f, "q_rr", sql.SQL("t"))
+            else:
+                expr = sql.SQL("1 - (t.{} <=> %(q_rr)s)").format(sql.Identifier(f.name))
+            ctes.append(sql.SQL("rr AS (SELECT r.id, r.fscore, r.frank, r.stages, {e} AS rscore "
+                                "FROM fused AS r JOIN {t} AS t ON t.id = r.id)").format(e=expr, t=table))
         final = sql.SQL(
             "SELECT r.id, r.rscore AS score, r.stages{fs} || jsonb_build_object({m}, jsonb_build_object("
             "'rank', row_number() OVER (ORDER BY r.rscore DESC NULLS LAST, r.id), 'score', r.rscore)) AS stages, "

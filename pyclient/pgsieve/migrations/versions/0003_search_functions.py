@@ -337,15 +337,29 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = format('rerank %s needs a %s field, %L is %s', rr->>'method', want, f->>'name', f->>'kind');
         END IF;
-        IF rr->>'method' = 'maxsim' THEN
-            expr := {SCHEMA}._maxsim_sql(coll.mode, f, 't.' || quote_ident(f->>'name'),
-                                          {SCHEMA}._query_literal(coll.mode, f, queries, 'MaxSim re-rank'));
+        IF rr->>'method' = 'maxsim' AND coll.mode = 'pgsieve' THEN
+            ctes := ctes || format(
+                'rr AS (SELECT r.id, r.fscore, r.frank, r.stages, m.score AS rscore FROM maxsim_rerank(%L::regclass, '
+                '%L::name, ARRAY(SELECT t.ctid FROM fused AS f JOIN %s AS t ON t.id = f.id ORDER BY f.fscore DESC, f.id), '
+                'ARRAY(SELECT f.fscore FROM fused AS f ORDER BY f.fscore DESC, f.id), %s, %s, %s::float8, %s::integer) AS m '
+                'JOIN %s AS t ON t.ctid = m.tid JOIN fused AS r ON r.id = t.id)',
+                tbl, f->>'name', tbl, {SCHEMA}._query_literal(coll.mode, f, queries, 'MaxSim re-rank'), k,
+                coalesce(rr->>'alpha', 'NULL'), coalesce(rr->>'beta', 'NULL'), tbl);
         ELSE
-            expr := format('1 - (t.%I <=> %s)', f->>'name',
-                           {SCHEMA}._query_literal(coll.mode, f, queries, 'exact re-rank'));
+            IF rr ? 'alpha' OR rr ? 'beta' THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = 'rerank alpha/beta (candidate pruning, early exit) need pgsieve mode and method maxsim';
+            END IF;
+            IF rr->>'method' = 'maxsim' THEN
+                expr := {SCHEMA}._maxsim_sql(coll.mode, f, 't.' || quote_ident(f->>'name'),
+                                              {SCHEMA}._query_literal(coll.mode, f, queries, 'MaxSim re-rank'));
+            ELSE
+                expr := format('1 - (t.%I <=> %s)', f->>'name',
+                               {SCHEMA}._query_literal(coll.mode, f, queries, 'exact re-rank'));
+            END IF;
+            ctes := ctes || format('rr AS (SELECT r.id, r.fscore, r.frank, r.stages, %s AS rscore '
+                                   'FROM fused AS r JOIN %s AS t ON t.id = r.id)', expr, tbl);
         END IF;
-        ctes := ctes || format('rr AS (SELECT r.id, r.fscore, r.frank, r.stages, %s AS rscore '
-                               'FROM fused AS r JOIN %s AS t ON t.id = r.id)', expr, tbl);
         final := format('SELECT r.id, r.rscore AS score, r.stages%s || jsonb_build_object(%L, jsonb_build_object('
                         '''rank'', row_number() OVER (ORDER BY r.rscore DESC NULLS LAST, r.id), ''score'', r.rscore)) '
                         'AS stages FROM rr AS r ORDER BY r.rscore DESC NULLS LAST, r.id LIMIT %s',
