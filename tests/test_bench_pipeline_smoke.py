@@ -6,20 +6,12 @@ block and the markdown section.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bench_helpers import run_suite_once
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import common as C  # noqa: E402
-from bench import run as bench_run  # noqa: E402
-from bench.suites import SUITES, SYSTEMS  # noqa: E402
-from bench.suites import pipeline as PS  # noqa: E402
+from bench.suites import SUITES, SYSTEMS
+from bench.suites import pipeline as PS
 
 N = 300
 
@@ -34,20 +26,8 @@ def rows_ctx(db_url, tmp_path_factory):
     except FileNotFoundError as e:
         pytest.skip(str(e))
     data = tmp_path_factory.mktemp("pipe-bench")
-    args = bench_run.parse_args(["--suite", "pipeline", "--n", str(N), "--limit-passages", str(N), "--queries", "12",
-                                 "--data-dir", str(data), "--dsn", db_url, "--no-plot", "--mv-encoder", "fake"])
-    meta = {"suite": "pipeline", "n": N, "n_real": N, "synthetic": False, "date": C.now_iso(), "command": "test",
-            "repeat": 1, "machine": {"cores": 2}}
-    ctx = C.Context(args=args, url=db_url, emb=np.zeros((N, 1), np.float32), n_real=N,
-                    queries=np.zeros((0, 1), np.float32), relevant=[], truth=np.zeros((0, 10), np.int64),
-                    truth_scores=np.zeros((0, 10), np.float32), meta=meta)
-    saved = C.REPEAT
-    C.REPEAT = 1
-    try:
-        rows = SUITES["pipeline"](ctx)
-    finally:
-        C.REPEAT = saved
-    return rows, ctx
+    return run_suite_once("pipeline", ["--n", str(N), "--limit-passages", str(N), "--queries", "12", "--data-dir",
+                                       str(data), "--dsn", db_url, "--no-plot", "--mv-encoder", "fake"], db_url, N)
 
 
 def test_registered() -> None:
