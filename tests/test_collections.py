@@ -471,3 +471,15 @@ def test_sql_function_default_pipeline_and_errors(colls) -> None:
         for stmt, params, exc, msg in bad:
             with pytest.raises(exc, match=msg):
                 c.conn.execute(stmt, params)
+
+
+def test_pgvector_before_0_8_gets_no_iterative_scan_setting(offline) -> None:
+    """pgvector 0.7 reserves the hnsw.* prefix but has no iterative scans: the statement must not SET it, and the
+    collection says what that costs."""
+    c = offline
+    p = Pipeline(gather("dense", 20), gather("bm25", 20), rrf())
+    assert c.compile(_q(), p).settings["hnsw.iterative_scan"] == "strict_order"
+    c.pgvector_version = (0, 7, 4)
+    settings = c.compile(_q(), p).settings
+    assert "hnsw.iterative_scan" not in settings and settings["hnsw.ef_search"] == 40
+    assert any("iterative_scan" in x for x in c.limitations)

@@ -116,14 +116,18 @@ class Collection:
         self.schema = schema
         self.table = sql.Identifier(schema, self.name)
         self._fde_params: Any = None
+        self.pgvector_version: tuple[int, ...] = (0, 8)  # read from the server by create() / open()
 
     # -- modes ----------------------------------------------------------------------
     @property
     def limitations(self) -> list[str]:
         """What managed mode gives up against pgsieve mode, per field (empty in pgsieve mode)."""
-        if self.mode != "managed":
-            return []
         out: list[str] = []
+        if self.pgvector_version < (0, 8):
+            out.append(f"pgvector {'.'.join(map(str, self.pgvector_version))} has no hnsw.iterative_scan: a filtered "
+                       "HNSW gather may return fewer than k rows (pgvector 0.8 or later fixes this)")
+        if self.mode != "managed":
+            return out
         for f in self.fields.values():
             if f.kind == "binary":
                 out.append(f"{f.name}: pgvector HNSW over binary_quantize() bits, then an exact re-rank of "
@@ -221,6 +225,9 @@ class Collection:
         return coll
 
     def _after_open(self) -> None:
+        row = self.conn.execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'").fetchone()
+        if row is not None:
+            self.pgvector_version = tuple(int(x) for x in row[0].split(".") if x.isdigit())
         if self.mode == "managed" and self.limitations:
             warnings.warn(f"collection {self.name!r} runs in managed mode (pgvector only): "
                           + "; ".join(self.limitations), ManagedModeWarning, stacklevel=3)
@@ -534,7 +541,8 @@ class Collection:
             needed.add(p.rerank.field)
         queries = self._encode_query(query, needed)
         return compile_pipeline(self.table, self.mode, self.fields, p, k, queries, filter,
-                                regclass=".".join('"' + x.replace('"', '""') + '"' for x in (self.schema, self.name)))
+                                regclass=".".join('"' + x.replace('"', '""') + '"' for x in (self.schema, self.name)),
+                                iterative_scan=self.pgvector_version >= (0, 8))
 
     def _encode_query(self, query: Union[str, Mapping[str, Any]], needed: set[str]) -> dict[str, Any]:
         if isinstance(query, str):

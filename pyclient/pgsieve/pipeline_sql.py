@@ -88,8 +88,9 @@ def mv_array_type(f: Field) -> str:
 
 class _Builder:
     def __init__(self, table: sql.Composable, mode: str, fields: Mapping[str, Field],
-                 queries: Mapping[str, Any], filter_: Optional[Mapping[str, Any]]) -> None:
+                 queries: Mapping[str, Any], filter_: Optional[Mapping[str, Any]], iterative_scan: bool) -> None:
         self.t = table
+        self.iterative_scan = iterative_scan
         self.mode = mode
         self.fields = fields
         self.queries = queries
@@ -110,7 +111,8 @@ class _Builder:
 
     def hnsw(self, fetch: int) -> None:
         self.setting_max("hnsw.ef_search", fetch, floor=40, cap=_HNSW_EF_MAX)
-        self.settings["hnsw.iterative_scan"] = "strict_order"
+        if self.iterative_scan:  # pgvector >= 0.8: keep scanning the graph until LIMIT rows pass the filter
+            self.settings["hnsw.iterative_scan"] = "strict_order"
 
     def query(self, field: str, what: str) -> Any:
         if field not in self.queries:
@@ -210,10 +212,11 @@ class _Builder:
 
 def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Field], pipeline: Pipeline, k: int,
                      queries: Mapping[str, Any], filter: Optional[Mapping[str, Any]] = None, *,
-                     regclass: str = "") -> Compiled:
+                     regclass: str = "", iterative_scan: bool = True) -> Compiled:
     """The one statement for a pipeline *already checked* against ``fields`` (``Pipeline.check``).
 
     ``regclass``: the table as ``maxsim_rerank`` takes it (``'"schema"."name"'``), for a pgsieve-mode MaxSim re-rank.
+    ``iterative_scan``: set ``hnsw.iterative_scan`` (pgvector 0.8 and later).
 
     ``queries``: the encoded query per field a stage reads — a dense ``np.ndarray``, a ``SparseVector``, a
     multivector's tokens (pgsieve mode: the ``MultiVector``/array the adapters send as ``multivec``; managed: a
@@ -221,7 +224,7 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
     """
     if mode not in MODES:
         raise PipelineError(f"mode must be one of {MODES}, got {mode!r}")
-    b = _Builder(table, mode, fields, queries, filter)
+    b = _Builder(table, mode, fields, queries, filter, iterative_scan)
     ctes: list[sql.Composable] = []
     branches: list[sql.Composable] = []
     fusion = pipeline.fusion

@@ -186,7 +186,9 @@ SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT set_config('hnsw.ef_search', least(1000, greatest(40, n_fetch,
                       coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 0)))::text, true);
-    SELECT set_config('hnsw.iterative_scan', 'strict_order', true);
+    -- pgvector 0.8 and later (0.7 has no iterative scans: the setting is then left alone)
+    SELECT set_config('hnsw.iterative_scan', 'strict_order', true)
+    WHERE (SELECT string_to_array(extversion, '.')::int[] >= '{{0,8}}' FROM pg_extension WHERE extname = 'vector');
 END
 """
 
