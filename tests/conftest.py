@@ -82,3 +82,16 @@ def db(db_url: str) -> Iterator[psycopg.Connection]:
     """Autocommit psycopg connection to the module's fresh database."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def plain_db_url(pg_server: str, pg_data_dir: Path) -> Iterator[str]:
+    """URL of a fresh database with no extension at all (the test creates what it needs); dropped after."""
+    name = f"test_plain_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server.url(pg_data_dir, dbname=name)
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

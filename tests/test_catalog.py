@@ -8,15 +8,11 @@ The databases here have no extension at all: the catalog is plain tables.
 from __future__ import annotations
 
 import json
-import textwrap
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 alembic = pytest.importorskip("alembic")
@@ -24,22 +20,17 @@ alembic = pytest.importorskip("alembic")
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 
-from pgsieve import catalog, cli, server  # noqa: E402
+from alembic_project import make_project  # noqa: E402
+
+from pgsieve import catalog, cli  # noqa: E402
 
 CATALOG_TABLES = {"collections", "encoders", "bm25_corpus", "bm25_df"}
 
 
 @pytest.fixture
-def plain_url(pg_server: str, pg_data_dir: Path) -> Iterator[str]:
-    """A fresh database without any extension, dropped after the test."""
-    name = f"test_catalog_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield server.url(pg_data_dir, dbname=name)
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def plain_url(plain_db_url: str) -> str:
+    """A fresh database without any extension."""
+    return plain_db_url
 
 
 def tables(conn: psycopg.Connection, schema: str = catalog.SCHEMA) -> set[str]:
@@ -129,6 +120,28 @@ def test_upgrade_downgrade_cycle_keeps_data(plain_url: str) -> None:
         assert catalog.upgrade(plain_url) == catalog.head_revision()
         assert tables(conn) == CATALOG_TABLES | {catalog.VERSION_TABLE}
         assert conn.execute("SELECT count(*) FROM pgsieve_catalog.collections").fetchone()[0] == 0
+
+
+def test_bm25_statistics_live_in_the_catalog(plain_url: str) -> None:
+    from pgsieve.encoders.bm25 import (CorpusStats, drop_stats, ensure_stats_tables, load_stats,
+                                       stats_table_names, update_stats)
+
+    assert stats_table_names("docs") == ("pgsieve_catalog.bm25_df", "pgsieve_catalog.bm25_corpus")
+    with psycopg.connect(plain_url, autocommit=True) as conn:
+        ensure_stats_tables(conn, "docs")  # creates the catalog on first use
+        assert catalog.current_revision(conn) == catalog.head_revision()
+        ensure_stats_tables(conn, "other")
+        update_stats(conn, "docs", [[1, 2, 2], [2, 3]])
+        update_stats(conn, "other", CorpusStats(N=1, total_len=4, df={9: 1}))
+        assert load_stats(conn, "docs") == CorpusStats(N=2, total_len=5, df={1: 1, 2: 2, 3: 1})
+        assert load_stats(conn, "other") == CorpusStats(N=1, total_len=4, df={9: 1})
+        assert load_stats(conn, "never") == CorpusStats()
+        assert conn.execute("SELECT stats, n_docs, total_len FROM pgsieve_catalog.bm25_corpus ORDER BY stats"
+                            ).fetchall() == [("docs", 2, 5), ("other", 1, 4)]
+        assert drop_stats(conn, "docs") and not drop_stats(conn, "docs")
+        assert conn.execute("SELECT DISTINCT stats FROM pgsieve_catalog.bm25_df").fetchall() == [("other",)]
+        with pytest.raises(ValueError, match="identifier"):
+            load_stats(conn, "x; drop table y")
 
 
 def test_unknown_revision_is_a_clear_error(plain_url: str) -> None:
@@ -281,15 +294,7 @@ def downgrade():
 
 
 def make_user_project(root: Path, url: str) -> Config:
-    (root / "versions").mkdir(parents=True)
-    (root / "env.py").write_text(textwrap.dedent(USER_ENV))
-    (root / "user_models.py").write_text(textwrap.dedent(USER_MODELS))
-    (root / "versions" / "u1_items.py").write_text(textwrap.dedent(USER_REVISION))
-    cfg = Config()
-    cfg.set_main_option("script_location", str(root))
-    cfg.set_main_option("sqlalchemy.url",
-                        catalog.sqlalchemy_url(url).render_as_string(hide_password=False).replace("%", "%%"))
-    return cfg
+    return make_project(root, url, USER_ENV, {"user_models.py": USER_MODELS, "versions/u1_items.py": USER_REVISION})
 
 
 def test_composes_with_a_user_alembic_project(plain_url: str, tmp_path: Path,

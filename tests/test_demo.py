@@ -52,8 +52,8 @@ def test_demo_runs_hybrid_and_caches(demo_dir: Path) -> None:
     assert m and int(m.group(1)) > 30, text
     n = int(m.group(1))
     assert re.search(rf"embeddings: 0 from cache, encoded {n} passages", text), text
-    assert re.search(rf"bm25: {n} passages tokenized and encoded in [\d.]+s .*statistics in "
-                     r"manpages_bm25_df, manpages_bm25_corpus", text), text
+    assert re.search(rf"bm25: {n} passages tokenized and encoded in [\d.]+s .*statistics 'manpages' in "
+                     r"pgsieve_catalog.bm25_df, pgsieve_catalog.bm25_corpus", text), text
     assert f"ingest: {n} rows into manpages (id, doc_id, title, body, emb vector(384), " \
            "sparse sparsevec(30522)) with binary COPY" in text
     assert re.search(r"index: CREATE INDEX \S+ ON manpages USING binary_scan \(emb vector_cosine_ops\) "

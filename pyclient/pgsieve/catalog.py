@@ -191,7 +191,8 @@ def current_revision(target: CatalogTarget) -> Optional[str]:
     """Revision the database's catalog is at; ``None`` when the lineage was never applied (or is at base).
 
     Read-only: on a psycopg connection it runs two SELECTs on it as it is (inside the caller's transaction, if
-    one is open); otherwise it opens and closes its own transaction.
+    one is open; on a connection that is not in autocommit they begin one, as any query does); otherwise it
+    opens and closes its own transaction.
     """
     if isinstance(target, psycopg.Connection):
         with target.cursor(row_factory=tuple_row) as cur:
