@@ -483,3 +483,16 @@ def test_pgvector_before_0_8_gets_no_iterative_scan_setting(offline) -> None:
     settings = c.compile(_q(), p).settings
     assert "hnsw.iterative_scan" not in settings and settings["hnsw.ef_search"] == 40
     assert any("iterative_scan" in x for x in c.limitations)
+
+
+def test_drop_removes_table_catalog_entry_and_statistics(db) -> None:
+    from pgsieve.encoders import BM25Encoder
+
+    c = Collection.create(db, "todrop", [Field.sparse("bm25", encoder=BM25Encoder())])
+    c.add([{"id": "a", "text": "a small document"}], progress=False)
+    assert db.execute("SELECT n_docs FROM pgsieve_catalog.bm25_corpus WHERE stats = 'todrop__bm25'").fetchone() == (1,)
+    c.drop()
+    assert db.execute("SELECT to_regclass('public.todrop')").fetchone() == (None,)
+    assert db.execute("SELECT count(*) FROM pgsieve_catalog.bm25_corpus WHERE stats = 'todrop__bm25'").fetchone() == (0,)
+    with pytest.raises(CollectionError, match="no collection"):
+        Collection.open(db, "todrop")
