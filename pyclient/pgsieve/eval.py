@@ -390,15 +390,19 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[s
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, float]], metrics: Sequence[str], label: str = "run",
-                  digits: int = 4) -> str:
-    """A plain-text table: one row per run (``rows[name][metric]``), one column per metric."""
+                  digits: int = 4, formats: Optional[Mapping[str, str]] = None) -> str:
+    """A plain-text table: one row per run (``rows[name][metric]``), one column per metric.
+
+    Values print with ``digits`` decimals unless ``formats[column]`` gives a format spec (e.g. ``".1f"``).
+    """
+    fmts = {m: (formats or {}).get(m, f".{digits}f") for m in metrics}
+    cells = {name: [format(float(vals.get(m, float("nan"))), fmts[m]) for m in metrics] for name, vals in rows.items()}
     width = max([len(label), *(len(k) for k in rows)])
-    cols = [max(len(m), digits + 2) for m in metrics]
+    cols = [max([len(m), *(len(c[i]) for c in cells.values())]) for i, m in enumerate(metrics)]
     lines = [f"{label:<{width}}  " + "  ".join(f"{m:>{w}}" for m, w in zip(metrics, cols))]
     lines.append("-" * len(lines[0]))
-    for name, vals in rows.items():
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{vals.get(m, float('nan')):>{w}.{digits}f}"
-                                                      for m, w in zip(metrics, cols)))
+    for name, row in cells.items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(row, cols)))
     return "\n".join(lines)
 
 
