@@ -72,7 +72,7 @@ def _queries(encoders):
 def test_sparse_ingest_and_stats_in_database(db, loaded, passages, encoders) -> None:
     _, bm25 = encoders
     df_t, corpus_t = stats_table_names(TABLE)
-    n_docs, total = db.execute(f"SELECT n_docs, total_len FROM {corpus_t}").fetchone()
+    n_docs, total = db.execute(f"SELECT n_docs, total_len FROM {corpus_t} WHERE stats = %s", (TABLE,)).fetchone()
     assert n_docs == N and total == bm25.stats.total_len > N
     stats = load_stats(db, TABLE)
     assert stats.df == bm25.stats.df and stats.N == N

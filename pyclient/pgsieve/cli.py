@@ -22,12 +22,14 @@ _PASSTHROUGH: dict[str, tuple[str, ...]] = {
     "demo": ("pgsieve.demo:main",),
     "ingest": ("pgsieve.cli_ingest:main", "pgsieve.ingest:main"),
     "search": ("pgsieve.cli_search:main", "pgsieve.search:main"),
+    "migrate": ("pgsieve.catalog:main",),
 }
 _HELP = {
     "demo": "ingest a real corpus into the embedded server and run hybrid searches",
     "ingest": "encode and load documents into a collection",
     "search": "query a collection",
     "bench": "run the benchmark suites (bench/run.py)",
+    "migrate": "create/upgrade/downgrade pgsieve's catalog (upgrade|downgrade|current|history [REV] [--dsn URL])",
 }
 
 

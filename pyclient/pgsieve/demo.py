@@ -231,15 +231,14 @@ def _stats_name(table: str) -> str:
 def _load_table(conn: Any, table: str, passages: Sequence[Any], emb: np.ndarray, bm25: Any,
                 progress: bool, out: TextIO) -> None:
     """(Re)create the table and BM25 statistics; tokenize, count, encode and COPY in one transaction."""
-    from psycopg import sql
-
-    from .encoders.bm25 import stats_table_names
+    from .catalog import ensure_catalog
+    from .encoders.bm25 import drop_stats, stats_table_names
     from .ingest import bm25_encode_with_stats, create_corpus_table, document_text, ingest_passages
 
     stats = _stats_name(table)
     create_corpus_table(conn, table, int(emb.shape[1]), drop=True, sparse_dim=bm25.dim)
-    for t in stats_table_names(stats):
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
+    ensure_catalog(conn)
+    drop_stats(conn, stats)
     t0 = time.perf_counter()
     with conn.transaction():
         sparse = bm25_encode_with_stats(conn, stats, bm25, [document_text(p) for p in passages])
@@ -251,7 +250,7 @@ def _load_table(conn: Any, table: str, passages: Sequence[Any], emb: np.ndarray,
     df_t, corpus_t = stats_table_names(stats)
     _say(out, f"bm25: {n} passages tokenized and encoded in {t_bm25:.1f}s (k1={bm25.k1}, b={bm25.b}, "
               f"avgdl {bm25.stats.avgdl:.1f} tokens, {len(bm25.stats.df)} distinct terms, "
-              f"{nnz.mean():.0f} non-zeros per passage); statistics in {df_t}, {corpus_t}")
+              f"{nnz.mean():.0f} non-zeros per passage); statistics {stats!r} in {df_t}, {corpus_t}")
     _say(out, f"ingest: {n} rows into {table} (id, doc_id, title, body, emb vector({emb.shape[1]}), "
               f"sparse sparsevec({bm25.dim})) with binary COPY ({el:.1f}s)")
 

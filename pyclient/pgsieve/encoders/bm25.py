@@ -43,6 +43,7 @@ __all__ = [
     "CorpusStats",
     "idf",
     "ensure_stats_tables",
+    "drop_stats",
     "load_stats",
     "update_stats",
     "stats_table_names",
@@ -275,34 +276,66 @@ def _term_counts(ids: TokenIds) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
+_DF_TABLE = "bm25_df"
+_CORPUS_TABLE = "bm25_corpus"
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"statistics name {name!r} must be an identifier of at most 50 characters "
+                         "([A-Za-z_][A-Za-z0-9_]*)")
+    return name
+
+
+def _tables() -> tuple[sql.Composable, sql.Composable]:
+    from ..catalog import SCHEMA
+
+    return sql.Identifier(SCHEMA, _DF_TABLE), sql.Identifier(SCHEMA, _CORPUS_TABLE)
 
 
 def stats_table_names(name: str) -> tuple[str, str]:
-    """``(<name>_bm25_df, <name>_bm25_corpus)``: per-term df, and the single N/total_len row."""
-    if not _NAME.match(name):
-        raise ValueError(f"statistics name {name!r} must be an identifier of at most 50 characters "
-                         "([A-Za-z_][A-Za-z0-9_]*)")
-    return f"{name}_bm25_df", f"{name}_bm25_corpus"
+    """The catalog tables holding the statistics called ``name``, schema-qualified: ``(per-term df, corpus)``.
+
+    Every statistics name lives in the same two tables of pgsieve's catalog, keyed by their ``stats`` column:
+    ``pgsieve_catalog.bm25_df (stats, term, df)`` and ``pgsieve_catalog.bm25_corpus (stats, n_docs,
+    total_len)``.  ``name`` must be an identifier of at most 50 characters (checked here).
+    """
+    from ..catalog import SCHEMA
+
+    _check_name(name)
+    return f"{SCHEMA}.{_DF_TABLE}", f"{SCHEMA}.{_CORPUS_TABLE}"
 
 
 def ensure_stats_tables(conn: Connection[Any], name: str) -> None:
-    """Create the two statistics tables (if missing) and the corpus row (N = total_len = 0)."""
-    df_t, corpus_t = (sql.Identifier(t) for t in stats_table_names(name))
+    """Make sure the catalog exists (:func:`pgsieve.catalog.ensure_catalog`) and holds a corpus row for ``name``
+    (N = total_len = 0 when new); idempotent."""
+    from ..catalog import ensure_catalog
+
+    _check_name(name)
+    ensure_catalog(conn)
+    _, corpus_t = _tables()
     with conn.transaction():
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (term integer PRIMARY KEY, df bigint NOT NULL)")
-                     .format(df_t))
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (id boolean PRIMARY KEY DEFAULT true CHECK (id), "
-                             "n_docs bigint NOT NULL, total_len bigint NOT NULL)").format(corpus_t))
-        conn.execute(sql.SQL("INSERT INTO {} (id, n_docs, total_len) VALUES (true, 0, 0) "
-                             "ON CONFLICT (id) DO NOTHING").format(corpus_t))
+        conn.execute(sql.SQL("INSERT INTO {} (stats, n_docs, total_len) VALUES (%s, 0, 0) "
+                             "ON CONFLICT (stats) DO NOTHING").format(corpus_t), (name,))
+
+
+def drop_stats(conn: Connection[Any], name: str) -> bool:
+    """Delete the statistics called ``name`` (corpus row and every df row); True if there were any."""
+    _check_name(name)
+    _, corpus_t = _tables()
+    with conn.transaction():  # bm25_df rows go with the corpus row (ON DELETE CASCADE)
+        cur = conn.execute(sql.SQL("DELETE FROM {} WHERE stats = %s").format(corpus_t), (name,))
+    return cur.rowcount > 0
 
 
 def load_stats(conn: Connection[Any], name: str) -> CorpusStats:
     """Read the committed statistics in one statement, so N, total_len and df come from one snapshot."""
-    df_t, corpus_t = (sql.Identifier(t) for t in stats_table_names(name))
+    _check_name(name)
+    df_t, corpus_t = _tables()
     query = sql.SQL("SELECT c.n_docs, c.total_len, d.terms, d.dfs FROM {c} AS c, LATERAL "
-                    "(SELECT array_agg(term) AS terms, array_agg(df) AS dfs FROM {d} WHERE df <> 0) AS d")
-    row = conn.execute(query.format(c=corpus_t, d=df_t)).fetchone()
+                    "(SELECT array_agg(term) AS terms, array_agg(df) AS dfs FROM {d} "
+                    "WHERE stats = c.stats AND df <> 0) AS d WHERE c.stats = %s")
+    row = conn.execute(query.format(c=corpus_t, d=df_t), (name,)).fetchone()
     if row is None:
         return CorpusStats()
     n, total, terms, dfs = row
@@ -314,24 +347,26 @@ def update_stats(conn: Connection[Any], name: str,
                  docs: Union[Iterable[TokenIds], CorpusStats]) -> CorpusStats:
     """Add a batch (token-id lists, or its :class:`CorpusStats`) to the stored statistics; returns the delta.
 
-    Runs in ``conn.transaction()``: a savepoint inside the caller's open transaction — so ingest can update the
-    statistics in the same transaction as the rows, and both commit or roll back together — or, when no
-    transaction is open (autocommit, or an idle connection), its own transaction, committed on return.  Concurrent-safe: additive ``INSERT ... ON CONFLICT DO UPDATE`` upserts.  The corpus
-    row is updated first, so concurrent ingests queue on that one row lock and cannot deadlock on term rows
-    (which are also written in ascending term order).
+    Needs the catalog (:func:`ensure_stats_tables` once).  Runs in ``conn.transaction()``: a savepoint inside the
+    caller's open transaction — so ingest can update the statistics in the same transaction as the rows, and
+    both commit or roll back together — or, when no transaction is open (autocommit, or an idle connection), its
+    own transaction, committed on return.  Concurrent-safe: additive ``INSERT ... ON CONFLICT DO UPDATE``
+    upserts.  The corpus row is updated first, so concurrent ingests into one statistics name queue on that one
+    row lock and cannot deadlock on term rows (which are also written in ascending term order).
     """
+    _check_name(name)
     delta = docs if isinstance(docs, CorpusStats) else CorpusStats.from_token_ids(docs)
-    df_t, corpus_t = (sql.Identifier(t) for t in stats_table_names(name))
+    df_t, corpus_t = _tables()
     terms = sorted(delta.df)
     with conn.transaction():
-        conn.execute(sql.SQL("INSERT INTO {t} AS s (id, n_docs, total_len) VALUES (true, %s, %s) "
-                             "ON CONFLICT (id) DO UPDATE SET n_docs = s.n_docs + excluded.n_docs, "
+        conn.execute(sql.SQL("INSERT INTO {t} AS s (stats, n_docs, total_len) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (stats) DO UPDATE SET n_docs = s.n_docs + excluded.n_docs, "
                              "total_len = s.total_len + excluded.total_len").format(t=corpus_t),
-                     (delta.N, delta.total_len))
+                     (name, delta.N, delta.total_len))
         if terms:
-            conn.execute(sql.SQL("INSERT INTO {t} AS s (term, df) "
-                                 "SELECT term, df FROM unnest(%s::integer[], %s::bigint[]) AS u(term, df) "
+            conn.execute(sql.SQL("INSERT INTO {t} AS s (stats, term, df) "
+                                 "SELECT %s, term, df FROM unnest(%s::integer[], %s::bigint[]) AS u(term, df) "
                                  "ORDER BY term "
-                                 "ON CONFLICT (term) DO UPDATE SET df = s.df + excluded.df").format(t=df_t),
-                         (terms, [delta.df[t] for t in terms]))
+                                 "ON CONFLICT (stats, term) DO UPDATE SET df = s.df + excluded.df").format(t=df_t),
+                         (name, terms, [delta.df[t] for t in terms]))
     return delta
