@@ -1,0 +1,171 @@
+"""``pgsieve ingest / search / eval / bench`` run in-process (``pgsieve.cli.main``) against the test server.
+
+The data is a real BEIR folder: man pages exported by ``pgsieve.eval.to_beir`` (known-item queries, qrels).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ir_measures
+import pytest
+
+from pgsieve import cli, corpus, eval as ev
+
+PAGES = 6
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ev.to_beir(tmp_path_factory.mktemp("beir") / "man", corpus.load_manpages(max_pages=PAGES))
+
+
+@pytest.fixture(scope="module")
+def ingested(db_url: str, beir: Path) -> str:
+    """The man-page BEIR corpus in collection ``man`` (BM25 + MiniLM dense), ingested through the CLI."""
+    rc = cli.main(["ingest", str(beir), "--collection", "man", "--preset", "minilm-hybrid", "--dsn", db_url,
+                   "--no-progress"])
+    assert rc == 0
+    return db_url
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    rc = cli.main(list(args))
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_ingest_reports_and_refuses_new_fields_on_existing(ingested: str, beir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(ingested) as conn:
+        n = conn.execute("SELECT count(*) FROM man").fetchone()[0]
+    assert n == ev.count_documents(beir)
+    rc, _, err = _run(capsys, "ingest", str(beir), "--collection", "man", "--preset", "bm25", "--dsn", ingested)
+    assert rc == 1 and "exists" in err
+
+
+def test_search_json_and_stages(ingested: str, beir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds = ev.load_beir(beir)
+    qid, text = next(iter(ds.queries.items()))
+    rc, out, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--k", "5", "--json", text)
+    assert rc == 0, err
+    hits = json.loads(out)
+    assert 1 <= len(hits) <= 5
+    assert all(h["id"] in {d["id"] for d in ev.iter_documents(beir)} for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert set().union(*(h["stages"] for h in hits)) >= {"bm25", "dense"}
+    # the known item is found: one of the page's passages in the top 5
+    assert any(h["id"] in ds.qrels[qid] for h in hits)
+
+    rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", "bm25", "--json",
+                      text)
+    assert rc == 0
+    assert all(set(h["stages"]) <= {"bm25"} for h in json.loads(out))
+
+    page = json.loads(next(iter((beir / "corpus.jsonl").open())))["metadata"]["page"]
+    rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--json", "--filter",
+                      json.dumps({"page": page}), "--k", "20", text)
+    got = json.loads(out)
+    assert rc == 0 and got and all(h["metadata"]["page"] == page for h in got)
+
+    rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, text)  # the table
+    assert rc == 0 and out.splitlines()[0].split()[:3] == ["#", "id", "score"]
+    rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--explain", text)
+    assert rc == 0 and "SELECT" in out.upper()
+
+
+def test_search_errors(ingested: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _run(capsys, "search", "--collection", "nope", "--dsn", ingested, "q")
+    assert rc == 1 and "no collection 'nope'" in err
+    rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", "colbert", "q")
+    assert rc == 1 and "--pipeline 'colbert'" in err
+    rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--filter", "[1]", "q")
+    assert rc == 1 and "--filter must be a JSON object" in err
+    with pytest.raises(SystemExit) as exc:  # usage error: argparse's exit status 2
+        cli.main(["search", "q"])
+    assert exc.value.code == 2
+
+
+def test_eval_matches_ir_measures_per_stage_and_plots(ingested: str, beir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run_path, metrics_path, png, lat_png = (tmp_path / "run.json", tmp_path / "metrics.json",
+                                            tmp_path / "stages.png", tmp_path / "latency.png")
+    rc, out, err = _run(capsys, "eval", "--collection", "man", "--beir", str(beir), "--dsn", ingested,
+                        "--run-out", str(run_path), "--metrics-out", str(metrics_path), "--per-stage",
+                        "--plot", str(png), "--latency-plot", str(lat_png), "--no-progress")
+    assert rc == 0, err
+    ds = ev.load_beir(beir)
+    run = json.loads(run_path.read_text())
+    assert set(run) == set(ds.qrels)
+    assert all(isinstance(s, float) for docs in run.values() for s in docs.values())
+    doc = json.loads(metrics_path.read_text())
+    assert list(doc["results"]) == ["bm25", "dense", "rrf"]
+    fused = doc["results"]["rrf"]["aggregate"]
+    direct = ir_measures.calc_aggregate([ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.R @ 100],
+                                        ds.qrels, run)
+    assert fused == pytest.approx({str(m): v for m, v in direct.items()}, abs=1e-12)
+    assert fused["RR@10"] > 0.3  # known-item queries on a handful of pages: the page is found near the top
+    for label in ("bm25", "dense"):
+        assert set(doc["results"][label]["aggregate"]) == {"nDCG@10", "RR@10", "R@100"}
+        assert doc["results"][label]["pipeline"]["gather"][0]["field"] == label
+    # the printed table has one row per stage with the run's values
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in
+            (["bm25"], ["dense"], ["rrf"])}
+    assert float(rows["rrf"][0]) == pytest.approx(fused["nDCG@10"], abs=6e-5)
+    for p in (png, lat_png):
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_eval_trec_run_and_metrics_option(ingested: str, beir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    trec = tmp_path / "bm25.trec"
+    rc, out, err = _run(capsys, "eval", "--collection", "man", "--beir", str(beir), "--dsn", ingested,
+                        "--pipeline", "bm25", "--metrics", "nDCG@10,P@5,MRR@10", "--run-out", str(trec),
+                        "--limit", "3", "--no-progress")
+    assert rc == 0, err
+    run = ev.read_run(trec)
+    assert len(run) == 3 and all(len(d) <= 10 for d in run.values())  # k = deepest cutoff (10)
+    header = next(line for line in out.splitlines() if line.startswith("run"))
+    assert header.split()[1:4] == ["nDCG@10", "P@5", "RR@10"]
+    qrels = ev.load_beir(beir).qrels
+    want = ev.evaluate({q: qrels[q] for q in run}, run, ["P@5"]).aggregate["P@5"]
+    value = next(line for line in out.splitlines() if line.startswith("pipeline")).split()[2]
+    assert float(value) == pytest.approx(want, abs=6e-5)
+    rc, _, err = _run(capsys, "eval", "--collection", "man", "--beir", str(beir), "--dsn", ingested,
+                      "--metrics", "nDGC@10")
+    assert rc == 1 and "unknown metric" in err
+    rc, _, err = _run(capsys, "eval", "--collection", "man", "--beir", str(beir), "--dsn", ingested,
+                      "--split", "dev")
+    assert rc == 1 and "split 'dev'" in err
+
+
+def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(d) for d in [
+        {"id": "pg", "text": "PostgreSQL is a relational database server", "metadata": {"kind": "db"}},
+        {"id": "py", "text": "Python is a programming language", "metadata": {"kind": "lang"}},
+        {"id": "rs", "text": "Rust is a systems programming language", "metadata": {"kind": "lang"}},
+    ]) + "\n")
+    rc, out, err = _run(capsys, "ingest", str(docs), "--collection", "notes", "--preset", "bm25", "--dsn", db_url,
+                        "--no-progress")
+    assert rc == 0, err
+    assert "added 3 documents" in out
+    rc, out, _ = _run(capsys, "search", "--collection", "notes", "--dsn", db_url, "--json", "relational database")
+    hits = json.loads(out)
+    assert rc == 0 and hits[0]["id"] == "pg" and hits[0]["metadata"] == {"kind": "db"}
+    rc, out, _ = _run(capsys, "search", "--collection", "notes", "--dsn", db_url, "--json", "--filter",
+                      '{"kind": "lang"}', "programming language")
+    assert {h["id"] for h in json.loads(out)} == {"py", "rs"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x"}\n')
+    rc, _, err = _run(capsys, "ingest", str(bad), "--collection", "notes2", "--preset", "bm25", "--dsn", db_url)
+    assert rc == 1 and "bad.jsonl:1" in err
+
+
+def test_bench_still_delegates(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--help"]) == 0
+    assert cli.main(["bench", "--suite", "no-such-suite"]) == 2  # bench/run.py's own argparse error
