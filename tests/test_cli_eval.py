@@ -169,3 +169,27 @@ def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.Capt
 def test_bench_still_delegates(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--help"]) == 0
     assert cli.main(["bench", "--suite", "no-such-suite"]) == 2  # bench/run.py's own argparse error
+
+
+def test_ingest_with_worker_pool(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 2: the dense field is encoded by an EncoderPool of two worker processes, same vectors."""
+    import numpy as np
+    import psycopg
+
+    from pgsieve.encoders import DenseEncoder
+
+    texts = {"a": "create a new directory", "b": "allocate dynamic memory", "c": "send a signal to a process"}
+    docs = tmp_path / "w.jsonl"
+    docs.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    rc, out, err = _run(capsys, "ingest", str(docs), "--collection", "pooled", "--preset", "minilm",
+                        "--workers", "2", "--batch-size", "1", "--dsn", db_url, "--no-progress")
+    assert rc == 0, err
+    assert "added 3 documents" in out
+    with psycopg.connect(db_url) as conn:
+        rows = dict(conn.execute("SELECT id, dense::text FROM pooled").fetchall())
+    want = DenseEncoder().encode_documents(list(texts.values()))
+    for i, k in enumerate(texts):
+        got = np.array(json.loads(rows[k]), dtype=np.float32)
+        assert np.allclose(got, want[i], atol=1e-5)
+    rc, out, _ = _run(capsys, "search", "--collection", "pooled", "--dsn", db_url, "--json", "--k", "1", "mkdir")
+    assert rc == 0 and json.loads(out)[0]["id"] == "a"
