@@ -65,6 +65,11 @@ def test_search_json_and_stages(ingested: str, beir: Path, capsys: pytest.Captur
     assert rc == 0
     assert all(set(h["stages"]) <= {"bm25"} for h in json.loads(out))
 
+    pipeline = json.dumps({"gather": [{"field": "dense", "k": 20}]})
+    rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", pipeline, "--json",
+                      text)
+    assert rc == 0 and all(set(h["stages"]) <= {"dense"} for h in json.loads(out))
+
     page = json.loads(next(iter((beir / "corpus.jsonl").open())))["metadata"]["page"]
     rc, out, _ = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--json", "--filter",
                       json.dumps({"page": page}), "--k", "20", text)
@@ -82,8 +87,14 @@ def test_search_errors(ingested: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert rc == 1 and "no collection 'nope'" in err
     rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", "colbert", "q")
     assert rc == 1 and "--pipeline 'colbert'" in err
+    rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", '{"gather": ',
+                      "q")
+    assert rc == 1 and "--pipeline: not JSON" in err
+    rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--pipeline", '{"gather": []}',
+                      "q")
+    assert rc == 1 and "gather" in err
     rc, _, err = _run(capsys, "search", "--collection", "man", "--dsn", ingested, "--filter", "[1]", "q")
-    assert rc == 1 and "--filter must be a JSON object" in err
+    assert rc == 1 and "--filter: expected a JSON object" in err
     with pytest.raises(SystemExit) as exc:  # usage error: argparse's exit status 2
         cli.main(["search", "q"])
     assert exc.value.code == 2

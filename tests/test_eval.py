@@ -119,12 +119,17 @@ def test_manpage_beir_export_round_trip(tmp_path: Path) -> None:
     assert ds.qrels == corpus.qrels(queries)
     assert ds.judged_queries == ds.queries
     docs = list(ev.iter_documents(folder))
-    assert [d["id"] for d in docs] == [p.pid for p in passages]
-    assert ev.count_documents(folder) == len(passages)
+    kept = [p for p in passages if p.section != "NAME"]  # a NAME passage is its page's query word for word
+    assert len(kept) < len(passages)
+    assert [d["id"] for d in docs] == [p.pid for p in kept]
+    assert ev.count_documents(folder) == len(kept)
     first = docs[0]
-    assert first["text"] == f"{passages[0].page}\n{passages[0].text}"
-    assert first["metadata"] == {"page": passages[0].page, "section": passages[0].section,
-                                 "title": passages[0].page}
+    assert first["text"] == f"{kept[0].page}\n{kept[0].text}"
+    assert first["metadata"] == {"page": kept[0].page, "section": kept[0].section, "title": kept[0].page}
+    # every judged document is in the corpus
+    assert set().union(*ds.qrels.values()) <= {d["id"] for d in docs}
+    full = ev.to_beir(tmp_path / "full", passages, keep_name_passages=True)
+    assert ev.count_documents(full) == len(passages)
     # qrels file is a real BEIR TSV
     header = (folder / "qrels" / "test.tsv").read_text().splitlines()[0]
     assert header == "query-id\tcorpus-id\tscore"

@@ -147,11 +147,7 @@ def parse_pipeline(text: Optional[str], coll: Any) -> Any:
             raise CommandError(f"--pipeline {text}: {exc.strerror}") from None
     stripped = text.strip()
     if stripped.startswith("{"):
-        try:
-            d = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"--pipeline is not valid JSON: {exc.msg}") from None
-        return Pipeline.from_dict(d)
+        return Pipeline.from_dict(ev.json_object(stripped, "--pipeline"))
     if stripped in coll.fields:
         return Pipeline(gather(stripped, 100))
     raise CommandError(f"--pipeline {text!r}: expected 'default', a field of {coll.name!r} "
@@ -159,15 +155,7 @@ def parse_pipeline(text: Optional[str], coll: Any) -> Any:
 
 
 def _json_arg(text: Optional[str], what: str) -> Optional[dict[str, Any]]:
-    if text is None:
-        return None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{what} is not valid JSON: {exc.msg}") from None
-    if not isinstance(obj, dict):
-        raise CommandError(f"{what} must be a JSON object, got {type(obj).__name__}")
-    return obj
+    return None if text is None else ev.json_object(text, what)
 
 
 def stage_pipelines(pipeline: Any, k: int) -> dict[str, Any]:

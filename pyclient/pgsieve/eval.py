@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "Qrels", "Run", "Doc", "DEFAULT_METRICS", "BeirDataset", "Evaluation",
-    "is_beir_folder", "load_beir", "read_queries", "read_qrels", "write_qrels", "iter_beir_corpus",
+    "json_object", "is_beir_folder", "load_beir", "read_queries", "read_qrels", "write_qrels", "iter_beir_corpus",
     "iter_jsonl_docs", "iter_documents", "count_documents", "read_run", "write_run", "to_run",
     "parse_metrics", "max_cutoff", "evaluate", "metrics_table", "to_beir",
 ]
@@ -52,15 +52,19 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a clear error for anything but a JSON object."""
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise FormatError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            if line.strip():
+                yield lineno, json_object(line, f"{path}:{lineno}")
+
+
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object; :class:`FormatError` naming ``where`` for bad JSON or another type."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{where}: not JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise FormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _str_id(value: Any, where: str) -> str:
@@ -411,13 +415,14 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], metrics: Sequence[str
 # ---------------------------------------------------------------------------
 
 def to_beir(folder: PathLike, passages: Optional[Sequence[Any]] = None, *, max_pages: Optional[int] = 50,
-            split: str = "test") -> Path:
+            split: str = "test", keep_name_passages: bool = False) -> Path:
     """Write man-page passages and their known-item queries as a BEIR folder; returns the folder.
 
-    ``passages``: :class:`pgsieve.corpus.Passage` objects (default: ``load_manpages(max_pages)``).  Each passage
-    becomes a corpus line ``{"_id": pid, "title": page, "text", "metadata": {"page", "section"}}``; each page with
-    a NAME description becomes a query (its description) judged relevant to the page's other passages
-    (relevance 1), in ``qrels/{split}.tsv``.
+    ``passages``: :class:`pgsieve.corpus.Passage` objects (default: ``load_manpages(max_pages)``).  Each page with
+    a NAME description becomes a query (the description) judged relevant to the page's other passages (relevance
+    1), in ``qrels/{split}.tsv``; each passage becomes a corpus line ``{"_id": pid, "title": page, "text",
+    "metadata": {"page", "section"}}``.  The NAME passages themselves are left out of the corpus unless
+    ``keep_name_passages``: each holds its page's query word for word yet is judged not relevant.
     """
     from .corpus import known_item_queries, load_manpages, qrels
 
@@ -430,6 +435,8 @@ def to_beir(folder: PathLike, passages: Optional[Sequence[Any]] = None, *, max_p
     out.mkdir(parents=True, exist_ok=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:
         for p in passages:
+            if p.section == "NAME" and not keep_name_passages:
+                continue
             f.write(json.dumps({"_id": p.pid, "title": p.title, "text": p.text,
                                 "metadata": {"page": p.page, "section": p.section}}, ensure_ascii=False) + "\n")
     with (out / "queries.jsonl").open("w", encoding="utf-8") as f:
