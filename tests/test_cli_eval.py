@@ -204,3 +204,45 @@ def test_ingest_with_worker_pool(db_url: str, tmp_path: Path, capsys: pytest.Cap
         assert np.allclose(got, want[i], atol=1e-5)
     rc, out, _ = _run(capsys, "search", "--collection", "pooled", "--dsn", db_url, "--json", "--k", "1", "mkdir")
     assert rc == 0 and json.loads(out)[0]["id"] == "a"
+
+
+def test_stage_pipelines_labels() -> None:
+    from pgsieve.commands import stage_pipelines
+    from pgsieve.pipeline import Pipeline, gather, rerank_maxsim, rrf
+
+    full = Pipeline(gather("bm25", 50), gather("dense", 200), rrf(60), rerank_maxsim("colbert", 100))
+    stages = stage_pipelines(full, k=100)
+    assert list(stages) == ["bm25", "dense", "rrf", "rrf+maxsim"]
+    assert stages["bm25"].to_dict() == {"gather": [{"field": "bm25", "k": 100}]}  # at least k rows
+    assert stages["dense"].to_dict() == {"gather": [{"field": "dense", "k": 200}]}
+    assert stages["rrf"].rerank is None and stages["rrf"].fusion == full.fusion
+    assert stages["rrf+maxsim"] is full
+    single = Pipeline(gather("bm25", 100))
+    assert stage_pipelines(single, 10) == {"bm25": single}
+    assert list(stage_pipelines(Pipeline(gather("bm25"), rerank_maxsim("colbert")), 10)) == ["bm25", "maxsim"]
+
+
+def test_parse_fields_errors() -> None:
+    from pgsieve.commands import CommandError, parse_fields
+
+    for spec, msg in (("", "empty"), ("bm25", "NAME:KIND"), ("x:nope", "NAME:KIND"),
+                      ("s:splade", "local model folder"), ("b:binary", "dense field it quantizes")):
+        with pytest.raises(CommandError, match=msg):
+            parse_fields(spec)
+
+
+def test_ingest_binary_field_over_dense(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--fields with a binary field quantizing the dense one; searching that field alone works."""
+    docs = tmp_path / "b.jsonl"
+    docs.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in
+                            {"a": "create a new directory", "b": "allocate dynamic memory",
+                             "c": "send a signal to a process"}.items()))
+    rc, out, err = _run(capsys, "ingest", str(docs), "--collection", "bin", "--fields",
+                        "dense:dense,bits:binary=dense", "--dsn", db_url, "--no-progress")
+    assert rc == 0, err
+    rc, out, err = _run(capsys, "search", "--collection", "bin", "--dsn", db_url, "--pipeline", "bits", "--json",
+                        "--k", "3", "kill a process with a signal")
+    assert rc == 0, err
+    hits = json.loads(out)
+    assert hits[0]["id"] == "c" and {h["id"] for h in hits} == {"a", "b", "c"}
+    assert all(set(h["stages"]) <= {"bits"} for h in hits)
