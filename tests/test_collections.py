@@ -140,7 +140,7 @@ def test_every_pipeline_runs_in_both_modes_and_agrees(colls, name) -> None:
         # the other stages are exact at this size (sparse_block at defaults, binary_scan re-ranking every row,
         # HNSW with ef_search >= k over 80 rows), so both modes give the same ranking
         assert _ids(a) == _ids(b), (name, q)
-        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-4)
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-4, atol=5e-4)  # halfvec
         for ha, hb in zip(a, b):
             assert set(ha.stages) == set(hb.stages)
             for s in ha.stages:
