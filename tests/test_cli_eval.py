@@ -171,6 +171,16 @@ def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.Capt
     rc, out, _ = _run(capsys, "search", "--collection", "notes", "--dsn", db_url, "--json", "--filter",
                       '{"kind": "lang"}', "programming language")
     assert {h["id"] for h in json.loads(out)} == {"py", "rs"}
+    # the same through pgvector alone (managed mode): same ranking
+    rc, out, err = _run(capsys, "ingest", str(docs), "--collection", "notes_managed", "--preset", "bm25", "--mode",
+                        "managed", "--dsn", db_url, "--no-progress")
+    assert rc == 0 and "managed mode" in out, err
+    rc, out, _ = _run(capsys, "search", "--collection", "notes_managed", "--dsn", db_url, "--json", "--k", "3",
+                      "programming language")
+    managed = [h["id"] for h in json.loads(out)]
+    rc, out, _ = _run(capsys, "search", "--collection", "notes", "--dsn", db_url, "--json", "--k", "3",
+                      "programming language")
+    assert managed == [h["id"] for h in json.loads(out)] and set(managed[:2]) == {"py", "rs"}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n')
     rc, _, err = _run(capsys, "ingest", str(bad), "--collection", "notes2", "--preset", "bm25", "--dsn", db_url)
