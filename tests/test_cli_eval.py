@@ -154,7 +154,8 @@ def test_eval_trec_run_and_metrics_option(ingested: str, beir: Path, tmp_path: P
     assert rc == 1 and "split 'dev'" in err
 
 
-def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps(d) for d in [
         {"id": "pg", "text": "PostgreSQL is a relational database server", "metadata": {"kind": "db"}},
@@ -181,6 +182,16 @@ def test_ingest_jsonl_bm25_only(db_url: str, tmp_path: Path, capsys: pytest.Capt
     rc, out, _ = _run(capsys, "search", "--collection", "notes", "--dsn", db_url, "--json", "--k", "3",
                       "programming language")
     assert managed == [h["id"] for h in json.loads(out)] and set(managed[:2]) == {"py", "rs"}
+    # a corpus larger than one chunk goes in through several add() calls (one transaction each)
+    from pgsieve import commands
+
+    monkeypatch.setattr(commands, "INGEST_CHUNK", 2)
+    rc, out, err = _run(capsys, "ingest", str(docs), "--collection", "notes_chunked", "--preset", "bm25", "--dsn",
+                        db_url, "--no-progress")
+    assert rc == 0 and "added 3 documents" in out, err
+    rc, out, _ = _run(capsys, "search", "--collection", "notes_chunked", "--dsn", db_url, "--json", "--k", "3",
+                      "relational database")
+    assert json.loads(out)[0]["id"] == "pg" and len(json.loads(out)) >= 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n')
     rc, _, err = _run(capsys, "ingest", str(bad), "--collection", "notes2", "--preset", "bm25", "--dsn", db_url)

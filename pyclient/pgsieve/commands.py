@@ -5,8 +5,8 @@ They work on a :class:`pgsieve.collections.Collection`:
 * ``ingest PATH --collection NAME``: a JSONL file (``{"id", "text", "metadata"}`` per line) or a BEIR folder is
   encoded and added to the collection, which is created first (``--preset`` or ``--fields``) when it does not
   exist yet;
-* ``search --collection NAME "query"``: one query through a pipeline, as a table, JSON (``--json``) or the SQL
-  plan (``--explain``);
+* ``search --collection NAME "query"``: one query through a pipeline, as a table, JSON (``--json``) or the one
+  SQL statement it compiles to, with its parameters (``--explain``);
 * ``eval --collection NAME --beir DIR``: every judged query of a BEIR split through the pipeline; the run is
   written as ``{qid: {docid: score}}`` JSON or a TREC run file and scored with ir-measures (nDCG@10, RR@10,
   R@100 by default); ``--per-stage`` also scores each gather stage alone (and the fusion before a re-rank) and
@@ -436,7 +436,7 @@ def add_parsers(sub: Any) -> None:
                    help="'default' (the collection's hybrid), a field name (that field alone), JSON or @file.json")
     p.add_argument("--k", type=int, default=10, help="results (default 10)")
     p.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"section": "DESCRIPTION"}\'')
-    p.add_argument("--explain", action="store_true", help="print the SQL and its plan instead of the hits")
+    p.add_argument("--explain", action="store_true", help="print the SQL statement and its parameters instead of the hits")
     p.add_argument("--json", action="store_true", help="hits as JSON")
     p.add_argument("--dsn", help=dsn_help)
     p.set_defaults(func=cmd_search)
