@@ -98,3 +98,49 @@ def test_matrix_runs_the_regress_suite(pg_extension: dict) -> None:
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert f"matrix: {version}: regress ok" in out.stdout, out.stdout
     assert re.search(r"All \d+ tests passed", out.stdout), out.stdout
+
+
+# --- expected outputs of majors before 18 ------------------------------------------------------------------------
+
+EXPECTED = REPO / "tests" / "regress" / "expected"
+
+
+def without_disabled_lines(text: str) -> str:
+    """PostgreSQL < 18 output of a regress file: EXPLAIN has no ``Disabled: true`` lines (new in 18), so each
+    plan loses them and its ``(N rows)`` footer counts fewer."""
+    out: list[str] = []
+    removed = 0
+    for line in text.split("\n"):
+        if line.strip() == "Disabled: true":
+            removed += 1
+            continue
+        m = re.match(r"^\((\d+) rows?\)$", line)
+        if m and removed:
+            n = int(m.group(1)) - removed
+            line = f"({n} row{'s' if n != 1 else ''})"
+            removed = 0
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_version_specific_expected_outputs_are_in_sync() -> None:
+    """tests/regress/expected/X_1.out (pg_regress' alternative output, for 15-17) is X.out minus 18's
+    ``Disabled: true`` lines; regenerate it with ``without_disabled_lines`` after changing X.out."""
+    for out in sorted(EXPECTED.glob("*.out")):
+        if re.search(r"_\d+\.out$", out.name):
+            continue
+        text = out.read_text()
+        alt = EXPECTED / f"{out.stem}_1.out"
+        if "Disabled: true" in text:
+            assert alt.is_file(), f"{out.name} shows PostgreSQL 18's 'Disabled: true': add {alt.name} for 15-17"
+            assert alt.read_text() == without_disabled_lines(text), f"{alt.name} is out of date with {out.name}"
+        else:
+            assert not alt.is_file(), f"{alt.name} has no reason to exist"
+
+
+def test_version_guards_live_in_the_compat_header() -> None:
+    offenders = [
+        str(p.relative_to(REPO)) for p in sorted((REPO / "ext").rglob("*.[ch]"))
+        if p.name != "pgsieve_compat.h" and re.search(r"\bPG_VERSION_NUM\b|\bPG_MAJORVERSION", p.read_text(errors="replace"))
+    ]
+    assert not offenders, f"version guards outside ext/pgsieve_compat.h: {offenders}"
