@@ -375,6 +375,23 @@ def _throughput(url: str, am: str, queries: Sequence[str], clients: int, seconds
     return count / elapsed
 
 
+def _exact_ids(url: str, am: str, queries: Sequence[str], k: int = 10) -> list[list[int]]:
+    """Exact top-k ids (sequential scan + sort) of each query: the truth recall is measured against."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET enable_indexscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        return [[i for i, _ in topk(conn, am, q, k)] for q in queries]
+
+
+def _recall(url: str, am: str, queries: Sequence[str], truth: list[list[int]], settings: dict[str, str],
+            k: int = 10) -> float:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, value in settings.items():
+            conn.execute(sql.SQL("SET {} = {}").format(sql.SQL(name), sql.Literal(value)))
+        got = [[i for i, _ in topk(conn, am, q, k)] for q in queries]
+    return float(np.mean([len(set(g) & set(t)) / k for g, t in zip(got, truth)]))
+
+
 def _pct(xs: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
@@ -451,13 +468,15 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 build_indexes(conn, ams)
         for am in ams:
             qs = grown.queries[am]
+            truth = _exact_ids(single.coordinator.url, am, qs)
             for system, node in (("1 server", single.coordinator), (f"coordinator + {args.shards} shards", sharded.coordinator)):
                 with node.connect() as conn:
                     plan = explain(conn, am, qs[0])
                 lat = _latencies(node.url, am, qs, args.reps, {})
                 qps = _throughput(node.url, am, qs, args.clients, args.seconds)
+                rec = _recall(node.url, am, qs, truth, {})
                 rows_out.append({"suite": "sharding", "system": system, "config": am, "n": args.n,
-                                 "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "qps": qps,
+                                 "recall_at_10": rec, "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "qps": qps,
                                  "clients": args.clients, "plan_uses_index": "Index Scan" in plan or "Remote SQL" in plan})
                 print(json.dumps(rows_out[-1]), flush=True)
     finally:
@@ -493,9 +512,12 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                     load_s = time.perf_counter() - t0
                     build_s = build_indexes(conn, [am])[am]
                     mb = _index_mb(conn, am)
-                lat = _latencies(c.coordinator.url, am, data.queries[am], args.reps, {"enable_seqscan": "off"})
+                forced = {"enable_seqscan": "off"}
+                lat = _latencies(c.coordinator.url, am, data.queries[am], args.reps, forced)
+                truth = _exact_ids(c.coordinator.url, am, data.queries[am])
+                rec = _recall(c.coordinator.url, am, data.queries[am], truth, forced)
                 scale_rows.append({"suite": "sharding-scale", "system": "pgsieve", "config": am, "n": n,
-                                   "build_s": build_s, "load_s": load_s, "index_mb": mb,
+                                   "recall_at_10": rec, "build_s": build_s, "load_s": load_s, "index_mb": mb,
                                    "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95)})
                 print(json.dumps(scale_rows[-1]), flush=True)
             finally:
@@ -525,22 +547,25 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"### 1 server vs coordinator + {args.shards} shards ({args.n:,} rows in total)",
         "",
-        f"| access method | system | p50 ms | p95 ms | throughput q/s ({args.clients} clients) |",
-        "|---|---|---:|---:|---:|",
+        f"| access method | system | recall@10 | p50 ms | p95 ms | throughput q/s ({args.clients} clients) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for r in results["shards"]:
-        lines.append(f"| {r['config']} | {r['system']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['qps']:.1f} |")
+        lines.append(
+            f"| {r['config']} | {r['system']} | {r['recall_at_10']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+            f"{r['qps']:.1f} |"
+        )
     lines += [
         "",
         "### Growth per access method (one server)",
         "",
-        "| access method | rows | load s | build s | index MB | p50 ms | p95 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| access method | rows | load s | build s | index MB | recall@10 | p50 ms | p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["scale"]:
         lines.append(
             f"| {r['config']} | {r['n']:,} | {r['load_s']:.1f} | {r['build_s']:.2f} | {r['index_mb']:.1f} | "
-            f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} |"
+            f"{r['recall_at_10']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
