@@ -76,10 +76,13 @@ if command -v dpkg-query >/dev/null 2>&1; then
             if [ $have_pg_dev = no ] && [ -z "$major" ]; then say "unknown distribution: no PostgreSQL server headers"; fi
             if [ $have_pg_dev = no ] && [ -n "$major" ]; then want+=("postgresql-server-dev-$major"); fi
             if [ ${#want_pg[@]} -gt 0 ]; then
-                # no default cluster: the image's entrypoint and CI's matrix make their own data directories
-                if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-                    mkdir -p /etc/postgresql-common
-                    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+                # no default cluster (none started either): the image's entrypoint and CI's matrix make their
+                # own throwaway data directories
+                conf=/etc/postgresql-common/createcluster.conf
+                if ! grep -qs '^[[:space:]]*create_main_cluster' "$conf"; then
+                    mkdir -p "$(dirname "$conf")"
+                    echo "create_main_cluster = false" >>"$conf"
+                    say "$conf: create_main_cluster = false"
                 fi
                 want+=("${want_pg[@]}")
             fi
@@ -146,7 +149,12 @@ for pgc in /usr/lib/postgresql/*/bin/pg_config; do
         say "not root: pgsieve not installed into $("$pgc" --version) ($pgc)"
         continue
     fi
-    msg=$(.venv/bin/pgsieve ext install --pg-config "$pgc")
+    # built in a copy, so that the tree's ext/ objects stay built for the embedded server
+    src=$(mktemp -d /tmp/pgsieve-install.XXXXXX)
+    cp -r ext sql "$src/"
+    find "$src/ext" \( -name '*.o' -o -name '*.so' -o -name '*.bc' \) -delete
+    msg=$(PGSIEVE_SOURCE_DIR="$src" .venv/bin/pgsieve ext install --pg-config "$pgc") || { rm -rf "$src"; exit 1; }
+    rm -rf "$src"
     say "$msg"
     system_targets=$((system_targets + 1))
 done
