@@ -719,39 +719,30 @@ def now_iso() -> str:
 
 
 def plot_recall_latency(rows: list[dict[str, Any]], path: Path, title: str, key: str = "p50_ms") -> Path | None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib not installed: no plot")
-        return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    """One recall@10 / latency line per system (pgsieve.plots.recall_latency); None without matplotlib."""
+    from pgsieve import plots
+
     systems: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("recall_at_10") is None or r.get(key) is None or r["config"].get("purpose") == "code-scan":
             continue
         systems.setdefault(r["system"], []).append(r)
     markers = iter("osD^v<>ph*")
+    series, notes = [], []
     for sysname, rs in systems.items():
         rs = sorted(rs, key=lambda r: r[key])
-        ax.plot([r["recall_at_10"] for r in rs], [r[key] for r in rs], marker=next(markers, "o"),
-                label=sysname, linewidth=1)
-        for r in rs:
-            if str(r["config"].get("binary_rerank", "")).endswith("(default)") and sysname == "pgsieve":
-                ax.annotate("pgsieve default", (r["recall_at_10"], r[key]), textcoords="offset points",
-                            xytext=(-70, 12), fontsize=8, arrowprops={"arrowstyle": "->", "lw": 0.6})
-    ax.set_xlabel("recall@10 vs exact float search")
-    ax.set_ylabel(f"{key.replace('_', ' ')} (log)")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        series.append(plots.Series(sysname, [r["recall_at_10"] for r in rs], [r[key] for r in rs],
+                                   marker=next(markers, "o"), style={"markersize": 6}))
+        notes += [("pgsieve default", r["recall_at_10"], r[key]) for r in rs if sysname == "pgsieve"
+                  and str(r["config"].get("binary_rerank", "")).endswith("(default)")]
+    if not series:
+        return None
+    try:
+        return plots.recall_latency(series, path, title, notes=notes, xlabel="recall@10 vs exact float search",
+                                    ylabel=f"{key.replace('_', ' ')} (log)")
+    except ImportError as exc:
+        log(f"no plot: {exc}")
+        return None
 
 
 # --------------------------------------------------------------------------------------------------------------

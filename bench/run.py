@@ -121,6 +121,9 @@ def write_outputs(a: argparse.Namespace, meta: dict, rows: list) -> None:
         if a.suite == "binary":
             from bench.suites import binary
             body = binary.markdown(meta, rows, plot_rel)
+        elif a.suite == "pipeline":
+            from bench.suites import pipeline
+            body = pipeline.markdown(meta, rows)
         else:
             body = C.rows_table(rows)
         C.replace_md_section(section, body, a.md)
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
     enc = C.encoded_corpus(a.limit_passages, a.data_dir)
     real = enc.docs
     r = real.shape[0]
-    if a.suite == "multivector":          # token sets are never grown: the suite uses the real passages only
+    if a.suite in ("multivector", "pipeline"):   # token sets are never grown: these use the real passages only
         a.n = min(a.n, r)
     if a.scale == "none":
         if a.n > r:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: pg_regress (tests/regress) and the isolation specs (tests/isolation, pg_isolation_regress)
-# against a throwaway embedded server, then pytest (tests/); first a -Werror build-only check of ext/.
+# The whole test suite: a -Werror build-only check of ext/, then pg_regress (tests/regress) and the isolation specs
+# (tests/isolation, pg_isolation_regress) against a throwaway embedded server, the same regress suite against every
+# distribution PostgreSQL with pgvector (scripts/matrix.sh), then pytest (tests/).
 # Run after scripts/install.sh (`make test` does both).  Exits non-zero if either part fails; pytest runs last
 # so its summary is the closing line.
 set -uo pipefail
@@ -62,12 +63,17 @@ else
     echo "pg_regress: no tests in tests/regress/sql, skipped"
 fi
 
+# the same regress suite on every distribution PostgreSQL that has pgvector (Debian 13: 17); the majors that are
+# only compile-checked (Debian 12: 15, no pgvector package) are named with the reason
+scripts/matrix.sh
+matrix_rc=$?
+
 "$PY" -m pytest tests
 pytest_rc=$?
 if [ $pytest_rc -eq 5 ]; then
     echo "test.sh: pytest collected no tests (exit 5); the suite is expected to have tests" >&2
 fi
-if [ $regress_rc -ne 0 ] || [ $pytest_rc -ne 0 ] || [ $werror_rc -ne 0 ]; then
+if [ $regress_rc -ne 0 ] || [ $matrix_rc -ne 0 ] || [ $pytest_rc -ne 0 ] || [ $werror_rc -ne 0 ]; then
     exit 1
 fi
 exit 0

@@ -20,9 +20,9 @@ if str(REPO) not in sys.path:
 
 from bench import common as C  # noqa: E402
 from bench import mvtokens as MV  # noqa: E402
-from bench import run as bench_run  # noqa: E402
 from bench.suites import SUITES, SYSTEMS  # noqa: E402
 from bench.suites import multivector as MS  # noqa: E402
+from bench_helpers import run_suite_once  # noqa: E402
 
 N = 300
 
@@ -37,22 +37,10 @@ def mv_rows(db_url, tmp_path_factory):
     except FileNotFoundError as e:
         pytest.skip(str(e))
     data = tmp_path_factory.mktemp("mv-bench")
-    args = bench_run.parse_args(["--suite", "multivector", "--n", str(N), "--limit-passages", str(N),
-                                 "--queries", "16", "--data-dir", str(data), "--dsn", db_url, "--no-plot",
-                                 "--mv-encoder", "fake", "--fde-rerank", "20,100", "--candidates", "20,60",
-                                 "--seqscan-queries", "6"])
-    meta = {"suite": "multivector", "n": N, "n_real": N, "synthetic": False, "date": C.now_iso(), "command": "test",
-            "repeat": 1}
-    ctx = C.Context(args=args, url=db_url, emb=np.zeros((N, 1), np.float32), n_real=N,
-                    queries=np.zeros((0, 1), np.float32), relevant=[], truth=np.zeros((0, 10), np.int64),
-                    truth_scores=np.zeros((0, 10), np.float32), meta=meta)
-    saved = C.REPEAT
-    C.REPEAT = 1
-    try:
-        rows = SUITES["multivector"](ctx)
-    finally:
-        C.REPEAT = saved
-    return rows, ctx
+    return run_suite_once("multivector", ["--n", str(N), "--limit-passages", str(N), "--queries", "16",
+                                          "--data-dir", str(data), "--dsn", db_url, "--no-plot", "--mv-encoder",
+                                          "fake", "--fde-rerank", "20,100", "--candidates", "20,60",
+                                          "--seqscan-queries", "6"], db_url, N)
 
 
 def test_registered():

@@ -46,9 +46,9 @@ def columns(conn: psycopg.Connection, table: str) -> list[str]:
 
 def test_lineage_is_linear_with_a_branch_label() -> None:
     hist = catalog.history()
-    assert [h[1] for h in hist] == ["pgsieve_0001", "pgsieve_0002"]
+    assert [h[1] for h in hist] == ["pgsieve_0001", "pgsieve_0002", "pgsieve_0003"]
     assert hist[0][0] is None and hist[1][0] == "pgsieve_0001"
-    assert catalog.head_revision() == "pgsieve_0002"
+    assert catalog.head_revision() == "pgsieve_0003"
     from alembic.script import ScriptDirectory
 
     base = ScriptDirectory.from_config(catalog.alembic_config()).get_revision("pgsieve@base")
@@ -97,7 +97,7 @@ def test_upgrade_downgrade_cycle_keeps_data(plain_url: str) -> None:
         conn.execute("INSERT INTO pgsieve_catalog.bm25_corpus VALUES ('docs', 3, 30)")
         conn.execute("INSERT INTO pgsieve_catalog.bm25_df VALUES ('docs', 7, 2)")
 
-        assert catalog.upgrade(plain_url) == "pgsieve_0002"
+        assert catalog.upgrade(plain_url) == "pgsieve_0003"
         assert columns(conn, "collections")[-1] == "updated_at" and columns(conn, "encoders")[-1] == "updated_at"
         row = conn.execute("SELECT spec, created_at = updated_at FROM pgsieve_catalog.collections").fetchone()
         assert row == (spec, True)
@@ -109,7 +109,7 @@ def test_upgrade_downgrade_cycle_keeps_data(plain_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM pgsieve_catalog.collections WHERE updated_at IS NOT NULL"
                             ).fetchone()[0] == 2
 
-        assert catalog.downgrade(plain_url, "-1") == "pgsieve_0001"
+        assert catalog.downgrade(plain_url, "-2") == "pgsieve_0001"  # past pgsieve_0003 (search functions)
         assert "updated_at" not in columns(conn, "collections") + columns(conn, "encoders")
         assert conn.execute("SELECT count(*) FROM pgsieve_catalog.collections").fetchone()[0] == 2
 
@@ -228,15 +228,16 @@ def test_sqlalchemy_engine_and_connection(plain_url: str) -> None:
 def test_pgsieve_migrate_cli(plain_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["migrate", "history"]) == 0
     out = capsys.readouterr().out
-    assert "<base> -> pgsieve_0001, pgsieve catalog" in out and "pgsieve_0001 -> pgsieve_0002 (head)" in out
+    assert "<base> -> pgsieve_0001, pgsieve catalog" in out and "pgsieve_0001 -> pgsieve_0002," in out \
+        and "pgsieve_0002 -> pgsieve_0003 (head)" in out
     assert cli.main(["migrate", "current", "--dsn", plain_url]) == 0
     assert capsys.readouterr().out.strip() == "<base>"
     assert cli.main(["migrate", "upgrade", "pgsieve_0001", "--dsn", plain_url]) == 0
     assert capsys.readouterr().out.strip() == "pgsieve catalog at pgsieve_0001"
     assert cli.main(["migrate", "--dsn", plain_url]) == 0  # default action: upgrade to head
-    assert capsys.readouterr().out.strip() == "pgsieve catalog at pgsieve_0002 (head)"
+    assert capsys.readouterr().out.strip() == "pgsieve catalog at pgsieve_0003 (head)"
     assert cli.main(["migrate", "current", "--dsn", plain_url]) == 0
-    assert capsys.readouterr().out.strip() == "pgsieve_0002 (head)"
+    assert capsys.readouterr().out.strip() == "pgsieve_0003 (head)"
     assert cli.main(["migrate", "downgrade", "--dsn", plain_url]) == 2
     assert "give the target revision" in capsys.readouterr().err
     assert cli.main(["migrate", "downgrade", "nonexistent", "--dsn", plain_url]) == 1

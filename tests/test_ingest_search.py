@@ -152,10 +152,7 @@ def test_ingest_appends_and_validates(db) -> None:
 def test_ingest_through_encoder_pool_survives_a_killed_worker(db) -> None:
     """An EncoderPool as the encoder: batches encoded in worker processes, ahead of the COPY, rows in order; a
     worker SIGKILLed in the middle of the ingest loses no document."""
-    import signal
     import sys
-    import threading
-    import time
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -169,15 +166,7 @@ def test_ingest_through_encoder_pool_survives_a_killed_worker(db) -> None:
     with EncoderPool(("workers_helpers:HashEncoder", {"dim": 8, "delay": 0.05}), devices="cpu",
                      workers_per_device=2, max_batch_size=2) as pool:
         victim = pool.pids[0]
-
-        def kill_mid_ingest() -> None:
-            deadline = time.monotonic() + 60
-            while pool.stats()["batches_done"] < 3 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            os.kill(victim, signal.SIGKILL)
-
-        killer = threading.Thread(target=kill_mid_ingest)
-        killer.start()
+        killer = workers_helpers.kill_after_batches(pool, victim, 3)
         assert ingest_passages(db, "pool_t", ps, pool, batch_size=5, progress=False, encode_ahead=3) == 23
         killer.join()
         st = pool.stats()

@@ -141,7 +141,10 @@ def lint(text: str, symbols: set[str] | None = None) -> list[str]:
     """Every rule broken by the script text, as 'line N: what'."""
     problems: list[str] = []
     stmts = split_statements(text)
-    if not stmts or not re.match(r'^\\echo\s+Use\s+"CREATE EXTENSION \w+".*\\quit\s*$', stmts[0].code):
+    # install scripts: \echo Use "CREATE EXTENSION x" ...; update scripts: \echo Use "ALTER EXTENSION x UPDATE ..."
+    if not stmts or not re.match(
+        r'^\\echo\s+Use\s+"(CREATE EXTENSION \w+|ALTER EXTENSION \w+ UPDATE\b[^"]*)".*\\quit\s*$', stmts[0].code
+    ):
         problems.append('line 1: the script must start with \\echo Use "CREATE EXTENSION ..." ... \\quit')
     for st in stmts:
         where = f"line {st.line}"
@@ -196,7 +199,10 @@ def test_extension_script_is_clean(script: Path) -> None:
 
 def test_script_exists_and_is_linted_in_full() -> None:
     assert SCRIPTS, "no sql/pgsieve--*.sql"
-    text = SCRIPTS[0].read_text()
+    control = (REPO / "ext" / "pgsieve.control").read_text()
+    current = re.search(r"^default_version\s*=\s*'([^']+)'", control, re.M)
+    assert current is not None, "ext/pgsieve.control has no default_version"
+    text = (REPO / "sql" / f"pgsieve--{current.group(1)}.sql").read_text()
     stmts = split_statements(text)
     funcs = [s for s in stmts if _FUNC.match(" ".join(s.bare.split()))]
     # every CREATE FUNCTION of the script was seen as one statement

@@ -79,3 +79,20 @@ def remote_client(address: str, chunks: list[list[str]], barrier, results) -> No
         barrier.wait(60)
         futs = [enc.submit(c, "document") for c in chunks]
         results.put((os.getpid(), [f.result(120) for f in futs]))
+
+
+def kill_after_batches(pool, victim: int, batches: int = 3, timeout: float = 60.0):
+    """A started thread that SIGKILLs worker ``victim`` once ``pool`` has finished ``batches`` batches (so the
+    kill lands in the middle of an ingest); join it after the ingest."""
+    import signal
+    import threading
+
+    def run() -> None:
+        deadline = time.monotonic() + timeout
+        while pool.stats()["batches_done"] < batches and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(victim, signal.SIGKILL)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t

@@ -1,4 +1,4 @@
-"""Benchmark suites: name -> function(ctx) returning JSON rows (binary, sparse, multivector)."""
+"""Benchmark suites: name -> function(ctx) returning JSON rows (binary, sparse, multivector, pipeline)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -20,3 +20,4 @@ SYSTEMS: dict[str, list[str]] = {
 
 from .sparse import register as _register_sparse; _register_sparse(SUITES, SYSTEMS)  # suite "sparse" (sparse.py)
 from .multivector import register as _register_mv; _register_mv(SUITES, SYSTEMS)  # suite "multivector"
+from .pipeline import register as _register_pipeline; _register_pipeline(SUITES, SYSTEMS)  # suite "pipeline"

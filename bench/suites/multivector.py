@@ -689,12 +689,12 @@ def _pareto(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path | None:
+    from pgsieve import plots
+
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        C.log("matplotlib not installed: no plot")
+        plt = plots.pyplot()
+    except ImportError as exc:
+        C.log(f"no plot: {exc}")
         return None
     sr = _search_rows(rows)
     if not sr:
@@ -716,16 +716,15 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path |
     for ax, series, key, title in ((axes[0], fde_series, "fde_rerank", "multivec_fde index: fde_rerank sweep"),
                                    (axes[1], sp_series, "k_candidates",
                                     "BM25 gather (sparse_block) + exact MaxSim re-rank: K sweep")):
+        lines = []
         for label, rs, marker in series:
-            if not rs:
-                continue
             rs = sorted(rs, key=lambda r: r["config"][key])
-            ls = ":" if label.startswith("i8") or "i8 (" in label else "-"
-            ax.plot([r["recall_at_10"] for r in rs], [r["p50_ms"] for r in rs], marker=marker, ms=4, lw=1, ls=ls,
-                    label=label)
-            for r in rs:
-                ax.annotate(str(r["config"][key]), (r["recall_at_10"], r["p50_ms"]), textcoords="offset points",
-                            xytext=(3, 3), fontsize=6, alpha=0.7)
+            lines.append(plots.Series(label, [r["recall_at_10"] for r in rs], [r["p50_ms"] for r in rs],
+                                      marker=marker, linestyle=":" if label.startswith("i8") or "i8 (" in label
+                                      else "-", point_labels=[str(r["config"][key]) for r in rs]))
+        plots.draw_recall_latency(ax, lines, xlabel="recall@10 vs exhaustive float32 MaxSim",
+                                  ylabel="p50 latency, client round trip, ms (log)" if ax is axes[0] else "",
+                                  log_y=ax is axes[0])
         for r in [x for x in sr if x["system"] in ("seqscan", "numpy", "torch")]:
             col = r["config"].get("column")
             lab = {"seqscan": f"exhaustive seq scan ({r['config'].get('format')})", "numpy": "exhaustive numpy",
@@ -741,21 +740,12 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path |
         if bm and ax is axes[1]:
             ax.scatter([bm[0]["recall_at_10"]], [bm[0]["p50_ms"]], marker="x", color="k", label="BM25 alone")
         ax.set_title(title, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, loc="upper left", ncol=2, framealpha=0.9)
-        ax.set_xlabel("recall@10 vs exhaustive float32 MaxSim")
-    ax = axes[0]
-    ax.set_ylabel("p50 latency, client round trip, ms (log)")
-    ax.set_yscale("log")
     mm = meta.get("multivector", {})
     fig.suptitle(f"multivector: {meta['n']:,} passages, {mm.get('doc_tokens', {}).get('total', 0):,} tokens "
                  f"({mm.get('dim')}-d, {mm.get('encoder', {}).get('kind')}), {mm.get('queries')} queries, "
                  f"{meta.get('machine', {}).get('cores')} cores", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path)
 
 
 def _f(v: Any, nd: int = 3) -> str:

@@ -1065,12 +1065,12 @@ def _pareto(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path | None:
+    from pgsieve import plots
+
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        C.log("matplotlib not installed: no plot")
+        plt = plots.pyplot()
+    except ImportError as exc:
+        C.log(f"no plot: {exc}")
         return None
     dists = [d for d in DISTS if any(r["config"].get("dist") == d for r in rows)]
     if not dists:
@@ -1115,11 +1115,7 @@ def plot(rows: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path |
     fig.suptitle(f"sparse suite, n = {m['n']:,}" + (" (synthetic growth)" if m.get("synthetic") else " (real)")
                  + f"; sweeps: query_cut {list(QUERY_CUTS)} × heap_factor {list(HEAP_FACTORS)}, "
                    f"ef_search; lines = Pareto front; {m.get('machine', {}).get('cores')} cores", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return plots.save(fig, path)
 
 
 def _f(v: Any, nd: int = 3) -> str:

@@ -1,8 +1,10 @@
 """The ``pgsieve`` command line.
 
-Platform commands live here (``server``, ``ext``).  The others (``demo``, ``ingest``, ``search``, ``bench``)
-belong to other modules and are imported only when called, so a missing or broken optional piece never stops
-``pgsieve server start`` from working; their arguments are passed through untouched.
+Platform commands live here (``server``, ``ext``); the collection commands (``ingest``, ``search``, ``eval``) are
+parsed here and run by :mod:`pgsieve.commands`, which imports collections, encoders and ir-measures only when one
+of them runs.  ``demo`` and ``bench`` belong to other modules and are imported only when called, so a missing or
+broken optional piece never stops ``pgsieve server start`` from working; their arguments are passed through
+untouched.
 """
 
 from __future__ import annotations
@@ -20,14 +22,10 @@ __all__ = ["main"]
 #: pass-through command -> candidate "module:function" entry points, first importable one wins
 _PASSTHROUGH: dict[str, tuple[str, ...]] = {
     "demo": ("pgsieve.demo:main",),
-    "ingest": ("pgsieve.cli_ingest:main", "pgsieve.ingest:main"),
-    "search": ("pgsieve.cli_search:main", "pgsieve.search:main"),
     "migrate": ("pgsieve.catalog:main",),
 }
 _HELP = {
     "demo": "ingest a real corpus into the embedded server and run hybrid searches",
-    "ingest": "encode and load documents into a collection",
-    "search": "query a collection",
     "bench": "run the benchmark suites (bench/run.py)",
     "migrate": "create/upgrade/downgrade pgsieve's catalog (upgrade|downgrade|current|history [REV] [--dsn URL])",
 }
@@ -145,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("--force", action="store_true", help="rebuild from clean and reinstall")
     ext.set_defaults(func=_cmd_ext)
 
+    from .commands import add_parsers
+
+    add_parsers(sub)
+
     for name, text in _HELP.items():
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER, help="passed through")
@@ -159,12 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in _HELP:
         return _run_passthrough(args[0], args[1:])
     ns = _parser().parse_args(args)
+    from .commands import expected_errors
     from .extbuild import ExtBuildError
     from .server import ServerError
 
+    expected: tuple[type[BaseException], ...] = (ServerError, ExtBuildError)
+    if ns.command in ("ingest", "search", "eval"):
+        expected += expected_errors()
     try:
         return int(ns.func(ns))
-    except (ServerError, ExtBuildError) as exc:
+    except expected as exc:
         print(f"pgsieve {ns.command}: {exc}", file=sys.stderr)
         return 1
 
