@@ -40,7 +40,7 @@ for pgc in "${pg_configs[@]}"; do
     chmod 755 "$tmp"
     mkdir -p "$tmp/src/tests"
     cp -r ext sql "$tmp/src/"
-    cp -r tests/regress "$tmp/src/tests/"
+    cp -r tests/regress tests/isolation "$tmp/src/tests/"
     find "$tmp/src/ext" \( -name '*.o' -o -name '*.so' -o -name '*.bc' \) -delete
     if ! out=$(PGSIEVE_SOURCE_DIR="$tmp/src" .venv/bin/pgsieve ext install --pg-config "$pgc" 2>&1); then
         echo "$out" | tail -n 40

@@ -277,7 +277,7 @@ extern void BscanCheckDims(int got, int expected);
 
 /* bscantokens.c */
 extern void BscanTokenWrite(Relation index, BscanParams *p, Datum value, BscanTokPtr *ptr);
-extern struct varlena *BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber nblocks,
+extern struct varlena *BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks,
 									  char **buf, Size *bufSize);
 
 /* the AM's callbacks */

@@ -226,6 +226,7 @@ BscanCheckIndex(PgsCheckState *st)
 				nzero = 0;
 	char	   *tokenBuf = NULL;
 	Size		tokenBufSize = 0;
+	BlockNumber tokenBlocks;		/* bounds token pointers; grows if inserts extend the index */
 	int64		entries = 0,
 				nullEntries = 0;
 	uint8		padMask;
@@ -257,6 +258,7 @@ BscanCheckIndex(PgsCheckState *st)
 
 	/* after the meta page: a page an insert adds then lies below nblocks */
 	nblocks = RelationGetNumberOfBlocks(index);
+	tokenBlocks = nblocks;
 	BscanCheckParams(st, p, nblocks);
 	BscanCheckStatistics(st, p, page);
 
@@ -302,7 +304,7 @@ BscanCheckIndex(PgsCheckState *st)
 				if (p->storeTokens)
 				{
 					/* its pages, links and length; raises index_corrupted if damaged */
-					value = BscanTokenRead(index, BscanPageTokPtrs(page, capacity, p->codeBytes)[i], nblocks,
+					value = BscanTokenRead(index, BscanPageTokPtrs(page, capacity, p->codeBytes)[i], &tokenBlocks,
 										   &tokenBuf, &tokenBufSize);
 					if (p->tokenDim > 0 && DatumGetMultiVec(PointerGetDatum(value))->dim != p->tokenDim)
 						PgsCheckCorrupt(st, blkno, "entry %d's stored value has %d-dimensional tokens, expected %d",

@@ -49,6 +49,7 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -292,6 +293,7 @@ BscanStartScan(IndexScanDesc scan)
 		info->scales = stats + info->p.dims;
 	}
 	so->started = true;
+	pgstat_count_index_scan(scan->indexRelation);	/* pg_stat_user_indexes.idx_scan */
 	so->gathersDone = (info->p.dims == 0);	/* nothing was ever indexed */
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
 	so->rerankHeap = so->haveQuery && info->p.kind != BSCAN_KIND_BIT;
@@ -578,7 +580,7 @@ BscanTokenDistance(IndexScanDesc scan, const BscanCand *c, double *dist)
 	BscanScanOpaque so = (BscanScanOpaque) scan->opaque;
 	ScanKey		ob = &scan->orderByData[0];
 	MemoryContext old = MemoryContextSwitchTo(so->scanCtx);
-	struct varlena *v = BscanTokenRead(scan->indexRelation, c->tok, so->tokenBlocks,
+	struct varlena *v = BscanTokenRead(scan->indexRelation, c->tok, &so->tokenBlocks,
 									   &so->tokenBuf, &so->tokenBufSize);
 
 	MemoryContextSwitchTo(old);

@@ -153,12 +153,14 @@ BscanTokenCorrupt(Relation index, BlockNumber blkno, const char *what)
 
 /*
  * Read the value starting at ptr into *buf (grown as needed, MAXALIGNed,
- * allocated in the current memory context) and return it.  nblocks bounds
- * every page number followed.  Each page is read under a share lock: an
+ * allocated in the current memory context) and return it.  Every page number
+ * followed must lie below the index's size (nblocks, the caller's last look
+ * at it, refreshed once when a page lies beyond: concurrent inserts extend
+ * the index while a scan runs).  Each page is read under a share lock: an
  * insert may be appending to the last page meanwhile.
  */
 struct varlena *
-BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber nblocks, char **buf, Size *bufSize)
+BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks, char **buf, Size *bufSize)
 {
 	BlockNumber blkno = ptr.blkno;
 	uint32		off = ptr.offset;
@@ -173,7 +175,10 @@ BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber nblocks, char **buf,
 		Page		page;
 		Size		n;
 
-		if (blkno == 0 || blkno >= nblocks)
+		/* an insert that committed after the caller sized the index may have extended it */
+		if (blkno >= *nblocks)
+			*nblocks = RelationGetNumberOfBlocks(index);
+		if (blkno == 0 || blkno >= *nblocks)
 			BscanTokenCorrupt(index, blkno, "a token pointer or link is out of range");
 		b = ReadBuffer(index, blkno);
 		LockBuffer(b, BUFFER_LOCK_SHARE);

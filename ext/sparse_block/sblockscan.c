@@ -24,6 +24,7 @@
 
 #include "access/relscan.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -202,6 +203,7 @@ SblockStartScan(IndexScanDesc scan)
 	SblockReaderUseHints(&so->reader, so->meta.tail.start);
 	SblockReaderUseHints(&so->docReader, so->meta.tail.start);
 	so->started = true;
+	pgstat_count_index_scan(scan->indexRelation);	/* pg_stat_user_indexes.idx_scan */
 	so->total = so->meta.ndocs + so->meta.tailDocs;
 	so->done = so->total == 0;
 	so->haveQuery = ob != NULL && !(ob->sk_flags & SK_ISNULL);
