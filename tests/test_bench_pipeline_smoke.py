@@ -50,7 +50,7 @@ def test_rows_acceptance_and_markdown(rows_ctx) -> None:
     assert {"hybrid_beats_best_single", "speedup_p50", "equal_ndcg", "five_times_faster_at_equal_ndcg",
             "hybrid_beats_exhaustive_maxsim", "pruned_five_times_faster_at_equal_ndcg"} <= set(acc)
     md = PS.markdown(ctx.meta, rows)
-    assert "| hybrid_managed |" in md and "Acceptance (issue 4)" in md
+    assert "| hybrid_managed |" in md and "Acceptance (issue 5)" in md
 
 
 def test_ndcg_matches_a_hand_computed_value() -> None:

@@ -21,7 +21,7 @@ nDCG@10 with ir-measures.  Rows (pgsieve mode unless named ``*_managed``):
 
 Latency: the client round trip of the one statement (query already encoded), lowest-median pass of ``--repeat``,
 and the server's ``Execution Time`` from ``EXPLAIN (ANALYZE)`` of the same statement (one pass).  Acceptance
-(issue 4): the default hybrid's nDCG@10 above the best single stage, and ≥ 5× faster than the managed equivalent
+(issue 5): the default hybrid's nDCG@10 above the best single stage, and ≥ 5× faster than the managed equivalent
 at equal nDCG@10 (within 0.01).
 """
 from __future__ import annotations
@@ -260,7 +260,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['system']} | {C.fmt_config(r['config'])} | {r.get('ndcg_at_10')} | "
                      f"{r.get('ndcg_at_10_first40')} | {r['p50_ms']} | {r['p95_ms']} | {r.get('server_p50_ms')} |")
     acc = acceptance(rows)
-    lines += ["", "Acceptance (issue 4):", ""]
+    lines += ["", "Acceptance (issue 5):", ""]
     if "hybrid_beats_best_single" in acc:
         lines.append(f"- default hybrid nDCG@10 {acc['hybrid_ndcg']} vs best single stage {acc['best_single_ndcg']}: "
                      f"{'PASS' if acc['hybrid_beats_best_single'] else 'FAIL'}")
