@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +18,12 @@ pytestmark = pytest.mark.skipif(not Path("/usr/share/man/man1").is_dir(), reason
 
 
 @pytest.fixture(scope="module")
-def demo_dir(pg_extension: dict) -> Iterator[Path]:
-    """A fresh data directory (traversable by the server's OS user when running as root)."""
-    base = Path(tempfile.mkdtemp(prefix="pgsieve-demo-test-"))
-    base.chmod(0o755)
+def demo_dir(private_root: Path) -> Iterator[Path]:
+    """The demo's data directory: the module's private root (conftest.py), its server stopped afterwards."""
     try:
-        yield base
+        yield private_root
     finally:
-        server.stop(base / "pgdata")
-        shutil.rmtree(base, ignore_errors=True)
+        server.stop(private_root / "pgdata")
 
 
 def _run(argv: list[str]) -> tuple[int, str]:

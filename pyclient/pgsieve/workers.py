@@ -495,10 +495,20 @@ def _close_live_pools() -> None:  # pragma: no cover - interpreter exit
 
 
 class _EncodeByKind:
-    """The encoder protocol's methods, by kind, over ``encode(texts, kind)``."""
+    """The encoder protocol's methods, by kind, over ``submit(texts, kind)`` (a future of the encoded batch)."""
+
+    def submit(self, texts: Sequence[str], kind: str = "document") -> concurrent.futures.Future:
+        raise NotImplementedError
 
     def encode(self, texts: Sequence[str], kind: str = "document", timeout: Optional[float] = None) -> Any:
-        raise NotImplementedError
+        """Encode ``texts`` through the workers; what the encoder returns for the whole list, in input order."""
+        return self.submit(texts, kind).result(timeout)
+
+    async def aencode(self, texts: Sequence[str], kind: str = "document") -> Any:
+        """``encode`` for asyncio: waits for queue room (backpressure) and the result without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        fut = await loop.run_in_executor(None, self.submit, texts, kind)
+        return await asyncio.wrap_future(fut)
 
     def encode_documents(self, texts: Sequence[str]) -> Any:
         return self.encode(texts, "document")
@@ -632,16 +642,6 @@ class EncoderPool(_EncodeByKind):
 
     def submit_queries(self, texts: Sequence[str], timeout: Optional[float] = None) -> concurrent.futures.Future:
         return self.submit(texts, "query", timeout=timeout)
-
-    def encode(self, texts: Sequence[str], kind: str = "document", timeout: Optional[float] = None) -> Any:
-        """Encode ``texts`` through the workers; what the encoder returns for the whole list, in input order."""
-        return self.submit(texts, kind).result(timeout)
-
-    async def aencode(self, texts: Sequence[str], kind: str = "document") -> Any:
-        """``encode`` for asyncio: waits for queue room (backpressure) and the result without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        fut = await loop.run_in_executor(None, self.submit, texts, kind)
-        return await asyncio.wrap_future(fut)
 
     # -- submission --------------------------------------------------------------------------------------------
     def submit(self, texts: Sequence[str], kind: str = "document", *,
@@ -1329,14 +1329,6 @@ class RemoteEncoder(_EncodeByKind):
 
     def submit_queries(self, texts: Sequence[str]) -> concurrent.futures.Future:
         return self.submit(texts, "query")
-
-    def encode(self, texts: Sequence[str], kind: str = "document", timeout: Optional[float] = None) -> Any:
-        return self.submit(texts, kind).result(timeout)
-
-    async def aencode(self, texts: Sequence[str], kind: str = "document") -> Any:
-        loop = asyncio.get_running_loop()
-        fut = await loop.run_in_executor(None, self.submit, texts, kind)
-        return await asyncio.wrap_future(fut)
 
     def server_stats(self) -> dict[str, Any]:
         """The serving pool's :meth:`EncoderPool.stats`."""
