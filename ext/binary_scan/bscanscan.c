@@ -87,7 +87,7 @@ typedef struct BscanScanOpaqueData
 	bool		haveQuery;		/* false without ORDER BY or for a NULL query */
 	bool		rerankHeap;		/* re-rank exactly (not for bit columns) */
 	bool		rerankTokens;	/* ... from the index's copy of the values, not the heap */
-	BlockNumber tokenBlocks;	/* the index's size when the scan started: bounds token pointers */
+	BlockNumber tokenBlocks;	/* the index's size as last seen (BscanTokenRead grows it): bounds token pointers */
 	char	   *tokenBuf;		/* one stored value, reused */
 	Size		tokenBufSize;
 	bool		useEstimate;	/* narrow by asymmetric scores */
