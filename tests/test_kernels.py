@@ -246,3 +246,49 @@ def test_server_bit_ip(db) -> None:
     vec = "[" + ",".join(repr(float(v)) for v in q) + "]"
     got = db.execute("SELECT bit_ip(%s::vector, %s::bit(77))", (vec, bitstr)).fetchone()[0]
     assert got == pytest.approx(K.dot_bits(q, bits), rel=1e-6, abs=1e-6)
+
+
+# -- sparse x dense estimate (sparse_block's filter) ---------------------------------
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 153, 1000])
+def test_sparse_dense_estimate_within_bound(level: int, n: int) -> None:
+    rng = np.random.default_rng(n)
+    dim = 30522
+    q = np.zeros(dim, np.float32)
+    qi = rng.choice(dim, 40, replace=False)
+    q[qi] = rng.standard_normal(40).astype(np.float32)
+    # about a third of the document's terms are query terms, the rest score 0
+    shared = rng.choice(qi, min(n // 3, 40), replace=False)
+    rest = rng.choice(np.setdiff1d(np.arange(dim), qi), n - shared.shape[0], replace=False)
+    idx = np.sort(np.concatenate([shared, rest])).astype(np.int32)
+    val = rng.uniform(-2, 2, idx.shape[0]).astype(np.float32)
+    s, m = K.sparse_dense_estimate(idx, val, q)
+    prods = (val * q[idx]).astype(np.float32)
+    exact = float(np.sum(prods.astype(np.float64)))
+    seq = np.float32(0)
+    for p in prods:  # the order sparse_block's exact score (and pgvector's <#>) adds them
+        seq = np.float32(seq + p)
+    assert m == pytest.approx(float(np.abs(prods.astype(np.float64)).sum()), rel=1e-5, abs=1e-30)
+    bound = 4.0 * (idx.shape[0] + 4) * 5.97e-8 * m
+    assert abs(s - exact) <= bound / 2 + 1e-30
+    assert abs(s - float(seq)) <= bound + 1e-30
+
+
+def test_sparse_dense_estimate_levels_agree_and_check_input() -> None:
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal(1000).astype(np.float32)
+    idx = np.arange(0, 1000, 7, dtype=np.int32)
+    val = rng.standard_normal(idx.shape[0]).astype(np.float32)
+    got = []
+    for lvl in LEVELS:
+        with K.using_level(lvl):
+            got.append(K.sparse_dense_estimate(idx, val, q))
+    ref = float(np.dot(val.astype(np.float64), q[idx].astype(np.float64)))
+    for s, m in got:
+        assert s == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    with pytest.raises(ValueError, match="indices must lie"):
+        K.sparse_dense_estimate(np.array([1000], np.int32), np.array([1.0], np.float32), q)
+    with pytest.raises(ValueError, match="int32"):
+        K.sparse_dense_estimate(np.array([1], np.int64), np.array([1.0], np.float32), q)
+    with pytest.raises(ValueError):
+        K.sparse_dense_estimate(np.array([1, 2], np.int32), np.array([1.0], np.float32), q)

@@ -122,6 +122,16 @@ void		pgs_cosine_parts_f16(const uint16_t *a, const uint16_t *b, size_t n,
 /* dot product of two int8 vectors (exact, in int32) */
 int32_t		pgs_dot_i8(const int8_t *a, const int8_t *b, size_t n);
 
+/*
+ * Sparse x dense: sum_i val[i] * q[idx[i]] in no fixed summation order (the
+ * level's fastest), and sum_i |val[i] * q[idx[i]]|.  Any two summation
+ * orders of the same n rounded products differ by at most about
+ * 2 n u abssum (u = 2^-24), so a caller can bound the exact-order sum from
+ * this estimate.  idx[i] must index q.
+ */
+void		pgs_sparse_dense_est(const int32_t *idx, const float *val, size_t n, const float *q,
+								 float *sum, float *abssum);
+
 #ifdef __cplusplus
 }
 #endif

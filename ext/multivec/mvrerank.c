@@ -23,6 +23,7 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -88,6 +89,42 @@ RerankArrays(ArrayType *tids, ArrayType *scores, ItemPointer *tidv, float8 **sco
 	return ntid;
 }
 
+/*
+ * A candidate's value, detoasted.  A value stored out of line without
+ * compression (multivec's default STORAGE external) is read straight into
+ * *buf, one buffer reused for every candidate, through the toast relation
+ * the caller opened once: pg_detoast_datum would open and close that
+ * relation and palloc (and free) a fresh copy per candidate, and the page
+ * faults of those large allocations cost as much as the chunk reads.  Any
+ * other form (inline, compressed, another toast relation) takes the
+ * standard path.
+ */
+static MultiVec *
+RerankDetoast(Relation toastrel, Datum value, MemoryContext mcxt, struct varlena **buf, Size *bufSize)
+{
+	struct varlena *attr = (struct varlena *) DatumGetPointer(value);
+	struct varatt_external ptr;
+	int32		size;
+
+	if (toastrel == NULL || !VARATT_IS_EXTERNAL_ONDISK(attr))
+		return DatumGetMultiVec(value);
+	VARATT_EXTERNAL_GET_POINTER(ptr, attr);
+	if (VARATT_EXTERNAL_IS_COMPRESSED(ptr) || ptr.va_toastrelid != RelationGetRelid(toastrel))
+		return DatumGetMultiVec(value);
+	size = VARATT_EXTERNAL_GET_EXTSIZE(ptr);
+	if (*bufSize < (Size) size + VARHDRSZ)
+	{
+		if (*buf)
+			pfree(*buf);
+		*bufSize = Max((Size) size + VARHDRSZ, 2 * *bufSize);
+		*buf = MemoryContextAllocHuge(mcxt, *bufSize);
+	}
+	SET_VARSIZE(*buf, size + VARHDRSZ);
+	if (size > 0)
+		table_relation_fetch_toast_slice(toastrel, ptr.va_valueid, size, 0, size, *buf);
+	return (MultiVec *) *buf;
+}
+
 /* The multivec column col of rel (checking the caller may read it). */
 static AttrNumber
 RerankColumn(Relation rel, Name col)
@@ -125,6 +162,9 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	float8	   *scores;
 	int			n;
 	Relation	rel;
+	Relation	toastrel;
+	struct varlena *valbuf = NULL;
+	Size		valbufSize = 0;
 	AttrNumber	att;
 	TupleTableSlot *slot;
 	Snapshot	snapshot = GetActiveSnapshot();
@@ -181,6 +221,8 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 				 errmsg("%s: column \"%s\" is not of type multivec", RR_FN, NameStr(*col))));
 
 	slot = table_slot_create(rel, NULL);
+	toastrel = OidIsValid(rel->rd_rel->reltoastrelid) ?
+		table_open(rel->rd_rel->reltoastrelid, AccessShareLock) : NULL;
 	nblocks = RelationGetNumberOfBlocks(rel);
 	memset(&cache, 0, sizeof(cache));
 	cache.mcxt = CurrentMemoryContext;
@@ -209,7 +251,8 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 			continue;
 		}
 		old = MemoryContextSwitchTo(rowCtx);
-		hit.score = MultiVecMaxSim(DatumGetMultiVec(value), query, &cache);
+		hit.score = MultiVecMaxSim(RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize),
+								   query, &cache);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowCtx);
 		ExecClearTuple(slot);
@@ -234,6 +277,8 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
+	if (toastrel)
+		table_close(toastrel, AccessShareLock);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
 }

@@ -28,6 +28,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "pgs_kernels.h"
 #include "pgsieve_pages.h"
 #include "pgsieve_topk.h"
 #include "pgvector_types.h"
@@ -304,51 +305,24 @@ SblockDocScore(const SblockScanOpaque so, const int32 *idx, const float *val, in
 /*
  * Could a document beat the heap's worst entry?  The exact score is one
  * dependent chain of float additions (three cycles each); most scored
- * documents cannot enter the heap, so they are first summed with four
- * independent accumulators.  Both sums add the same rounded products, each
- * within n*u*sum|p| (u = 2^-24, n terms, to first order) of the true sum, so
- * they differ by at most 2*n*u*sum|p|; the bound below doubles that margin.
- * Only a document within the bound of the heap's minimum gets the exact sum.
+ * documents cannot enter the heap, so they are first summed by the shared
+ * kernel in whatever order is fastest (SIMD gathers).  Both sums add the
+ * same rounded products, each within n*u*sum|p| (u = 2^-24, n terms, to
+ * first order) of the true sum, so they differ by at most 2*n*u*sum|p|; the
+ * bound below doubles that margin.  Only a document within the bound of the
+ * heap's minimum gets the exact sum.
  */
 static inline bool
 SblockDocMayEnter(const SblockScanOpaque so, const int32 *idx, const float *val, int nnz)
 {
-	const float *q = so->qdense;
-	float		a0 = 0,
-				a1 = 0,
-				a2 = 0,
-				a3 = 0,
-				m0 = 0,
-				m1 = 0;
-	int			i = 0;
 	float		sum,
+				mag,
 				bound;
 
-	if (q == NULL || so->nheap < so->k)
+	if (so->qdense == NULL || so->nheap < so->k)
 		return true;
-	for (; i + 4 <= nnz; i += 4)
-	{
-		float		p0 = val[i] * q[idx[i]];
-		float		p1 = val[i + 1] * q[idx[i + 1]];
-		float		p2 = val[i + 2] * q[idx[i + 2]];
-		float		p3 = val[i + 3] * q[idx[i + 3]];
-
-		a0 += p0;
-		a1 += p1;
-		a2 += p2;
-		a3 += p3;
-		m0 += fabsf(p0) + fabsf(p1);
-		m1 += fabsf(p2) + fabsf(p3);
-	}
-	for (; i < nnz; i++)
-	{
-		float		p = val[i] * q[idx[i]];
-
-		a0 += p;
-		m0 += fabsf(p);
-	}
-	sum = (a0 + a1) + (a2 + a3);
-	bound = 4.0f * (float) (nnz + 4) * 5.97e-8f * (m0 + m1) + FLT_MIN;
+	pgs_sparse_dense_est(idx, val, (size_t) nnz, so->qdense, &sum, &mag);
+	bound = 4.0f * (float) (nnz + 4) * 5.97e-8f * mag + FLT_MIN;
 	return sum + bound >= so->heap[0].score;
 }
 

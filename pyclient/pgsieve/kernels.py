@@ -44,6 +44,7 @@ __all__ = [
     "jaccard",
     "dot_bits",
     "dot_f32",
+    "sparse_dense_estimate",
     "l2sq_f32",
     "cosine_distance_f32",
     "dot_f16",
@@ -370,6 +371,24 @@ def l2sq_f16(a: ArrayLike, b: ArrayLike) -> float:
     ha, hb = _f16_bits(a, "a"), _f16_bits(b, "b")
     n = _same_len(ha, hb, "a", "b")
     return float(lib.pgs_l2sq_f16(_ptr("uint16_t *", ha), _ptr("uint16_t *", hb), n))
+
+
+def sparse_dense_estimate(indices: ArrayLike, values: ArrayLike, q: ArrayLike) -> tuple[float, float]:
+    """``(sum_i values[i] * q[indices[i]], sum_i |values[i] * q[indices[i]]|)`` in the level's fastest summation
+    order: the filter ``sparse_block`` scans use before an exact, sequential sum.  Two summation orders of the same
+    rounded products differ by at most about ``2 n 2^-24`` times the second number."""
+    idx = _as_array(indices, "indices")
+    if idx.dtype != np.int32 or idx.ndim != 1:
+        raise ValueError(f"indices must be a 1-D int32 array, got {idx.dtype} {idx.shape}")
+    _check_contiguous(idx, "indices")
+    val = _float_vector(values, "values")
+    fq = _float_vector(q, "q")
+    n = _same_len(idx, val, "indices", "values")
+    if n and (int(idx.min()) < 0 or int(idx.max()) >= fq.shape[0]):
+        raise ValueError(f"indices must lie in [0, {fq.shape[0]})")
+    out = ffi.new("float[2]")
+    lib.pgs_sparse_dense_est(_ptr("int32_t *", idx), _ptr("float *", val), n, _ptr("float *", fq), out, out + 1)
+    return float(out[0]), float(out[1])
 
 
 def dot_i8(a: ArrayLike, b: ArrayLike) -> int:

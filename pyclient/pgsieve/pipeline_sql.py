@@ -96,6 +96,9 @@ class _Builder:
         self.queries = queries
         self.params: dict[str, Any] = {}
         self.settings: dict[str, Any] = {}
+        # gathers also return each row's ctid (pgsieve-mode MaxSim re-rank: maxsim_rerank takes TIDs, so the
+        # candidates need no second look-up by id)
+        self.want_tid = False
         self.filter = None
         if filter_:
             self.params["filter"] = Jsonb(dict(filter_))
@@ -104,6 +107,14 @@ class _Builder:
     def where(self, *conds: sql.Composable) -> sql.Composable:
         parts = list(conds) + ([self.filter] if self.filter is not None else [])
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts)
+
+    def tid(self) -> sql.Composable:
+        """``, ctid AS pgs_tid`` in a gather's select list when the candidates' TIDs are wanted."""
+        return sql.SQL(", ctid AS pgs_tid") if self.want_tid else sql.SQL("")
+
+    def tid_col(self) -> sql.Composable:
+        """``, pgs_tid``: the gather's TID column passed through an enclosing select."""
+        return sql.SQL(", pgs_tid") if self.want_tid else sql.SQL("")
 
     def setting_max(self, name: str, value: int, floor: int = 0, cap: Optional[int] = None) -> None:
         v = max(int(self.settings.get(name, floor)), value, floor)
@@ -142,28 +153,29 @@ class _Builder:
         if kind == "dense":
             self.params[qp] = self.query(f.name, "dense gather")
             self.hnsw(g.k)
-            return sql.SQL("SELECT id, 1 - ({c} <=> %({q})s) AS score FROM {t}{w} ORDER BY {c} <=> %({q})s "
-                           "LIMIT %({k})s").format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t,
+            return sql.SQL("SELECT id{tid}, 1 - ({c} <=> %({q})s) AS score FROM {t}{w} ORDER BY {c} <=> %({q})s "
+                           "LIMIT %({k})s").format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t, tid=self.tid(),
                                                    w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
         if kind == "binary":
             return self._binary(f, qp, kp, g.k)
         return self._multivector(f, col, qp, kp, g.k)
 
     def _sparse(self, f: Field, col: sql.Composable, qp: str, kp: str, k: int) -> sql.Composable:
-        one = "SELECT id, -({c} <#> %({q})s) AS score FROM {t}{w} ORDER BY {c} <#> %({q})s LIMIT %({k})s"
+        one = "SELECT id{tid}, -({c} <#> %({q})s) AS score FROM {t}{w} ORDER BY {c} <#> %({q})s LIMIT %({k})s"
         if self.mode == "pgsieve":
             self.setting_max("pgsieve.sparse_top_k", k)
-            return sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t,
+            return sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t, tid=self.tid(),
                                        w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
         self.hnsw(k)
         nnz = sql.Identifier(f"{f.name}_nnz")
         lim = sql.Literal(SPARSE_HNSW_MAX_NNZ)
-        small = sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t,
+        small = sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t, tid=self.tid(),
                                     w=self.where(sql.SQL("{} <= {}").format(nnz, lim)))
-        large = sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t,
+        large = sql.SQL(one).format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t, tid=self.tid(),
                                     w=self.where(sql.SQL("{} > {}").format(nnz, lim)))
-        return sql.SQL("SELECT id, score FROM (({small}) UNION ALL ({large})) AS u "
-                       "ORDER BY score DESC, id LIMIT %({k})s").format(small=small, large=large, k=sql.SQL(kp))
+        return sql.SQL("SELECT id{tid}, score FROM (({small}) UNION ALL ({large})) AS u "
+                       "ORDER BY score DESC, id LIMIT %({k})s").format(
+            small=small, large=large, k=sql.SQL(kp), tid=self.tid_col())
 
     def _binary(self, f: Field, qp: str, kp: str, k: int) -> sql.Composable:
         src = f.source or f.name
@@ -173,27 +185,27 @@ class _Builder:
         if self.mode == "pgsieve":
             self.setting_max("pgsieve.binary_rerank", k, floor=200)
             expr = sql.SQL("({}::halfvec({}))").format(col, d)
-            return sql.SQL("SELECT id, 1 - ({e} <=> %({q})s::halfvec({d})) AS score FROM {t}{w} "
+            return sql.SQL("SELECT id{tid}, 1 - ({e} <=> %({q})s::halfvec({d})) AS score FROM {t}{w} "
                            "ORDER BY {e} <=> %({q})s::halfvec({d}) LIMIT %({k})s").format(
-                e=expr, q=sql.SQL(qp), d=d, k=sql.SQL(kp), t=self.t,
+                e=expr, q=sql.SQL(qp), d=d, k=sql.SQL(kp), t=self.t, tid=self.tid(),
                 w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
         fetch = k * f.oversample
         op = f"o_{kp}"
         self.params[op] = fetch
         self.hnsw(fetch)
-        return sql.SQL("SELECT id, 1 - (v <=> %({q})s) AS score FROM (SELECT id, {c} AS v FROM {t}{w} "
+        return sql.SQL("SELECT id{tido}, 1 - (v <=> %({q})s) AS score FROM (SELECT id{tid}, {c} AS v FROM {t}{w} "
                        "ORDER BY (binary_quantize({c})::bit({d})) <~> binary_quantize(%({q})s::vector({d}))::bit({d}) "
                        "LIMIT %({o})s) AS b ORDER BY v <=> %({q})s, id LIMIT %({k})s").format(
-            c=col, d=d, q=sql.SQL(qp), o=sql.SQL(op), k=sql.SQL(kp), t=self.t,
-            w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
+            c=col, d=d, q=sql.SQL(qp), o=sql.SQL(op), k=sql.SQL(kp), t=self.t, tid=self.tid(),
+            tido=self.tid_col(), w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
 
     def _multivector(self, f: Field, col: sql.Composable, qp: str, kp: str, k: int) -> sql.Composable:
         q = self.query(f.name, "multivector gather")
         if self.mode == "pgsieve":
             self.params[qp] = q
             self.setting_max("pgsieve.fde_rerank", k, floor=200)
-            return sql.SQL("SELECT id, -({c} @# %({q})s) AS score FROM {t}{w} ORDER BY {c} @# %({q})s "
-                           "LIMIT %({k})s").format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t,
+            return sql.SQL("SELECT id{tid}, -({c} @# %({q})s) AS score FROM {t}{w} ORDER BY {c} @# %({q})s "
+                           "LIMIT %({k})s").format(c=col, q=sql.SQL(qp), k=sql.SQL(kp), t=self.t, tid=self.tid(),
                                                    w=self.where(sql.SQL("{} IS NOT NULL").format(col)))
         tokens, fde = q
         self.params[qp] = tokens
@@ -203,11 +215,11 @@ class _Builder:
         self.params[op] = fetch
         self.hnsw(fetch)
         fcol = sql.Identifier(f"{f.name}_fde")
-        inner = sql.SQL("SELECT * FROM {t}{w} ORDER BY {fc} <#> %({fq})s LIMIT %({o})s").format(
+        inner = sql.SQL("SELECT *{tid} FROM {t}{w} ORDER BY {fc} <#> %({fq})s LIMIT %({o})s").format(tid=self.tid(),
             t=self.t, w=self.where(sql.SQL("{} IS NOT NULL").format(fcol)), fc=fcol, fq=sql.SQL(fp),
             o=sql.SQL(op))
-        return sql.SQL("SELECT id, {ms} AS score FROM ({inner}) AS c ORDER BY score DESC, id LIMIT %({k})s").format(
-            ms=self.maxsim_expr(f, qp, sql.SQL("c")), inner=inner, k=sql.SQL(kp))
+        return sql.SQL("SELECT id{tid}, {ms} AS score FROM ({inner}) AS c ORDER BY score DESC, id LIMIT %({k})s").format(
+            tid=self.tid_col(), ms=self.maxsim_expr(f, qp, sql.SQL("c")), inner=inner, k=sql.SQL(kp))
 
 
 def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Field], pipeline: Pipeline, k: int,
@@ -225,8 +237,12 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
     if mode not in MODES:
         raise PipelineError(f"mode must be one of {MODES}, got {mode!r}")
     b = _Builder(table, mode, fields, queries, filter, iterative_scan)
+    rr = pipeline.rerank
+    b.want_tid = mode == "pgsieve" and rr is not None and rr.method == "maxsim"
+    tid_col = b.tid_col()
     ctes: list[sql.Composable] = []
     branches: list[sql.Composable] = []
+    per_stage: list[sql.Composable] = []
     fusion = pipeline.fusion
     for i, g in enumerate(pipeline.gathers):
         inner = b.gather(i, g)
@@ -234,8 +250,9 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
         if fusion is not None and fusion.method == "weighted":
             norm = sql.SQL(", coalesce((score - min(score) OVER ()) / "
                            "nullif(max(score) OVER () - min(score) OVER (), 0), 1.0) AS norm")
-        ctes.append(sql.SQL("{g} AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank{n} "
-                            "FROM ({inner}) AS s)").format(g=sql.Identifier(f"g_{i}"), n=norm, inner=inner))
+        ctes.append(sql.SQL("{g} AS (SELECT id{tc}, score, row_number() OVER (ORDER BY score DESC, id) AS rank{n} "
+                            "FROM ({inner}) AS s)").format(g=sql.Identifier(f"g_{i}"), tc=tid_col, n=norm,
+                                                           inner=inner))
         if fusion is None:
             contrib = sql.SQL("score")
         else:
@@ -246,27 +263,35 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
                 contrib = sql.SQL("%({w})s::float8 / (%(rrf_k)s::float8 + rank)").format(w=sql.SQL(wp))
             else:
                 contrib = sql.SQL("%({w})s::float8 * norm").format(w=sql.SQL(wp))
-        branches.append(sql.SQL("SELECT {label}::text AS stage, id, rank, score, {c} AS contrib FROM {g}").format(
-            label=sql.Literal(g.label), c=contrib, g=sql.Identifier(f"g_{i}")))
+        branches.append(sql.SQL("SELECT {i} AS stage, id{tc}, rank, score, {c} AS contrib FROM {g}").format(
+            i=sql.Literal(i), tc=tid_col, c=contrib, g=sql.Identifier(f"g_{i}")))
+        # each stage's rank and score as columns; the jsonb is built for the returned rows only
+        per_stage.append(sql.SQL("max(rank) FILTER (WHERE stage = {i}) AS {r}, "
+                                 "max(score) FILTER (WHERE stage = {i}) AS {s}").format(
+            i=sql.Literal(i), r=sql.Identifier(f"r_{i}"), s=sql.Identifier(f"s_{i}")))
     ctes.append(sql.SQL("cand AS ({})").format(sql.SQL(" UNION ALL ").join(branches)))
     b.params["k_fused"] = pipeline.fused_limit(k)
     ctes.append(sql.SQL(
-        "fused AS (SELECT id, fscore, stages, row_number() OVER (ORDER BY fscore DESC, id) AS frank "
-        "FROM (SELECT id, sum(contrib)::float8 AS fscore, "
-        "jsonb_object_agg(stage, jsonb_build_object('rank', rank, 'score', score)) AS stages "
-        "FROM cand GROUP BY id) AS a ORDER BY fscore DESC, id LIMIT %(k_fused)s)"))
+        "fused AS (SELECT *, row_number() OVER (ORDER BY fscore DESC, id) AS frank "
+        "FROM (SELECT id, sum(contrib)::float8 AS fscore{tagg}, {cols} "
+        "FROM cand GROUP BY id) AS a ORDER BY fscore DESC, id LIMIT %(k_fused)s)").format(
+        tagg=sql.SQL(", min(pgs_tid) AS pgs_tid") if b.want_tid else sql.SQL(""),
+        cols=sql.SQL(", ").join(per_stage)))
     b.params["k"] = k
     labels = [g.label for g in pipeline.gathers]
-    fusion_stage = sql.SQL("")
+    stages = sql.SQL(" || ").join(
+        [sql.SQL("(CASE WHEN r.{r} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object({l}, jsonb_build_object("
+                 "'rank', r.{r}, 'score', r.{s})) END)").format(
+            r=sql.Identifier(f"r_{i}"), s=sql.Identifier(f"s_{i}"), l=sql.Literal(g.label))
+         for i, g in enumerate(pipeline.gathers)])
     if fusion is not None:
         labels.append(fusion.method)
-        fusion_stage = sql.SQL(" || jsonb_build_object({m}, jsonb_build_object('rank', r.frank, 'score', r.fscore))"
-                               ).format(m=sql.Literal(fusion.method))
-    rr = pipeline.rerank
+        stages = stages + sql.SQL(" || jsonb_build_object({m}, jsonb_build_object('rank', r.frank, 'score', r.fscore))"
+                                  ).format(m=sql.Literal(fusion.method))
     if rr is None:
-        final = sql.SQL("SELECT r.id, r.fscore AS score, r.stages{fs} AS stages, t.text, t.metadata "
+        final = sql.SQL("SELECT r.id, r.fscore AS score, {st} AS stages, t.text, t.metadata "
                         "FROM fused AS r JOIN {t} AS t ON t.id = r.id ORDER BY r.fscore DESC, r.id LIMIT %(k)s"
-                        ).format(fs=fusion_stage, t=table)
+                        ).format(st=stages, t=table)
     else:
         assert rr.field is not None, "Pipeline.check resolves the re-rank field"
         f = fields[rr.field]
@@ -277,16 +302,15 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
             b.params["q_rr"] = b.query(f.name, "exact re-rank")
         labels.append(rr.method)
         if rr.method == "maxsim" and mode == "pgsieve":
-            # maxsim_rerank fetches each candidate by TID and scores it with the C kernel: measured about 1.5x
-            # faster than maxsim() per joined row (bench suite pipeline), same results; alpha/beta prune
+            # maxsim_rerank fetches each candidate by the TID its gather saw and scores it with the C kernel:
+            # measured about 1.5x faster than maxsim() per joined row (bench suite pipeline), same results
             b.params.update(rr_rel=regclass, rr_col=f.name, rr_alpha=rr.alpha, rr_beta=rr.beta)
             ctes.append(sql.SQL(
-                "rr AS (SELECT r.id, r.fscore, r.frank, r.stages, m.score AS rscore FROM maxsim_rerank("
+                "rr AS (SELECT r.*, m.score AS rscore FROM maxsim_rerank("
                 "%(rr_rel)s::regclass, %(rr_col)s::name, "
-                "ARRAY(SELECT t.ctid FROM fused AS f JOIN {t} AS t ON t.id = f.id ORDER BY f.fscore DESC, f.id), "
+                "ARRAY(SELECT f.pgs_tid FROM fused AS f ORDER BY f.fscore DESC, f.id), "
                 "ARRAY(SELECT f.fscore FROM fused AS f ORDER BY f.fscore DESC, f.id), %(q_rr)s, %(k)s, "
-                "%(rr_alpha)s::float8, %(rr_beta)s::integer) AS m "
-                "JOIN {t} AS t ON t.ctid = m.tid JOIN fused AS r ON r.id = t.id)").format(t=table))
+                "%(rr_alpha)s::float8, %(rr_beta)s::integer) AS m JOIN fused AS r ON r.pgs_tid = m.tid)"))
         else:
             if rr.alpha is not None or rr.beta is not None:
                 raise PipelineError("rerank_maxsim(alpha=, beta=): candidate pruning and early exit need pgsieve "
@@ -295,13 +319,13 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
                 expr = b.maxsim_expr(f, "q_rr", sql.SQL("t"))
             else:
                 expr = sql.SQL("1 - (t.{} <=> %(q_rr)s)").format(sql.Identifier(f.name))
-            ctes.append(sql.SQL("rr AS (SELECT r.id, r.fscore, r.frank, r.stages, {e} AS rscore "
+            ctes.append(sql.SQL("rr AS (SELECT r.*, {e} AS rscore "
                                 "FROM fused AS r JOIN {t} AS t ON t.id = r.id)").format(e=expr, t=table))
         final = sql.SQL(
-            "SELECT r.id, r.rscore AS score, r.stages{fs} || jsonb_build_object({m}, jsonb_build_object("
+            "SELECT r.id, r.rscore AS score, {st} || jsonb_build_object({m}, jsonb_build_object("
             "'rank', row_number() OVER (ORDER BY r.rscore DESC NULLS LAST, r.id), 'score', r.rscore)) AS stages, "
             "t.text, t.metadata FROM rr AS r JOIN {t} AS t ON t.id = r.id "
             "ORDER BY r.rscore DESC NULLS LAST, r.id LIMIT %(k)s").format(
-            fs=fusion_stage, m=sql.Literal(rr.method), t=table)
+            st=stages, m=sql.Literal(rr.method), t=table)
     stmt = sql.SQL("WITH {ctes}\n{final}").format(ctes=sql.SQL(",\n").join(ctes), final=final)
     return Compiled(stmt, b.params, b.settings, labels)

@@ -74,3 +74,31 @@ RESET enable_seqscan;
 DROP TABLE rp, rr, rq;
 DROP FUNCTION rr_run(int[], int, float8, int);
 DROP FUNCTION rr_exact(int[], int);
+
+-- candidates stored out of line (read into one reused buffer), compressed, and inline, mixed sizes:
+-- scores equal maxsim() on every storage
+CREATE TABLE rrt (id int PRIMARY KEY, mv multivec(8));
+CREATE TABLE rqt (v multivec);
+INSERT INTO rqt SELECT ('[' || rvec(8) || ',' || rvec(8) || ',' || rvec(8) || ']')::multivec;
+INSERT INTO rrt SELECT i, ('[' || (SELECT string_agg(rvec(8), ',') FROM generate_series(1, CASE i % 3
+	WHEN 0 THEN 2 WHEN 1 THEN 400 ELSE 90 END + i * 0)) || ']')::multivec FROM generate_series(1, 30) i;
+-- compressible: one token repeated
+INSERT INTO rrt SELECT i, ('[' || (SELECT string_agg(t.v, ',') FROM (SELECT rvec(8) AS v) t, generate_series(1, 500)) || ']')::multivec
+FROM generate_series(31, 36) i;
+CREATE FUNCTION rrt_check(k int) RETURNS TABLE (rows bigint, exact bool, compressed bigint, large_uncompressed bigint)
+LANGUAGE sql AS $$
+	SELECT count(*), bool_and(x.score = maxsim(r.mv, (SELECT v FROM rqt))),
+		   count(*) FILTER (WHERE pg_column_compression(r.mv) IS NOT NULL),
+		   count(*) FILTER (WHERE pg_column_compression(r.mv) IS NULL AND pg_column_size(r.mv) > 2000)
+	FROM maxsim_rerank('rrt', 'mv', ARRAY(SELECT ctid FROM rrt ORDER BY id), ARRAY(SELECT 0::float8 FROM rrt),
+		(SELECT v FROM rqt), k) x JOIN rrt r ON r.ctid = x.tid
+$$;
+SELECT * FROM rrt_check(100);
+ALTER TABLE rrt ALTER COLUMN mv SET STORAGE extended;
+UPDATE rrt SET mv = multivec_convert(mv, 'float32');
+SELECT * FROM rrt_check(100);
+ALTER TABLE rrt ALTER COLUMN mv SET STORAGE main;
+UPDATE rrt SET mv = multivec_convert(mv, 'float32');
+SELECT * FROM rrt_check(100);
+DROP TABLE rrt, rqt;
+DROP FUNCTION rrt_check(int);
