@@ -56,8 +56,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
-def _build(c: psycopg.Connection, options: str, workers: int, reindex: bool = False) -> list[int]:
-    """(Re)build sp_idx with max_parallel_maintenance_workers = workers; the workers launched, per build message."""
+def _build(c: psycopg.Connection, options: str, workers: int, how: str = "CREATE INDEX") -> list[int]:
+    """(Re)build sp_idx (how: CREATE INDEX [CONCURRENTLY] or REINDEX) with max_parallel_maintenance_workers =
+    workers; the workers launched, per the build's DEBUG1 message."""
     notices: list[str] = []
 
     def collect(d: psycopg.errors.Diagnostic) -> None:
@@ -67,11 +68,11 @@ def _build(c: psycopg.Connection, options: str, workers: int, reindex: bool = Fa
     try:
         c.execute(f"SET max_parallel_maintenance_workers = {workers}")
         c.execute("SET client_min_messages = debug1")
-        if reindex:
+        if how == "REINDEX":
             c.execute("REINDEX INDEX sp_idx")
         else:
             c.execute("DROP INDEX IF EXISTS sp_idx")
-            c.execute(f"CREATE INDEX sp_idx ON sp USING sparse_block (emb) {options}")
+            c.execute(f"{how} sp_idx ON sp USING sparse_block (emb) {options}")
     finally:
         c.execute("RESET client_min_messages")
         c.remove_notice_handler(collect)
@@ -138,11 +139,15 @@ def test_parallel_build_equals_serial(conn: psycopg.Connection, pageinspect: Non
     assert default_p == default_s
 
 
-def test_parallel_reindex_and_single_worker(conn: psycopg.Connection, pageinspect: None) -> None:
-    """REINDEX takes the parallel path too, and leader + 1 worker (the benchmark's setting) gives the same pages."""
+def test_parallel_reindex_concurrently_and_single_worker(conn: psycopg.Connection, pageinspect: None) -> None:
+    """REINDEX and CREATE INDEX CONCURRENTLY take the parallel path too, and leader + 1 worker (the benchmark's
+    setting) gives the same pages."""
     assert _build(conn, INDEX_OPTIONS["defaults"], 0) == []
     pages_s = _pages(conn)
-    launched = _build(conn, "", 2, reindex=True)
+    launched = _build(conn, "", 2, how="REINDEX")
+    assert launched and launched[0] >= 1, launched
+    assert _pages(conn) == pages_s
+    launched = _build(conn, INDEX_OPTIONS["defaults"], 2, how="CREATE INDEX CONCURRENTLY")
     assert launched and launched[0] >= 1, launched
     assert _pages(conn) == pages_s
     launched = _build(conn, INDEX_OPTIONS["defaults"], 1)
