@@ -33,6 +33,7 @@
 #include "port/atomics.h"
 #include "portability/instr_time.h"
 #include "storage/buffile.h"
+#include "storage/condition_variable.h"
 #include "storage/sharedfileset.h"
 #include "storage/shm_toc.h"
 #include "utils/memutils.h"
@@ -1225,19 +1226,20 @@ SblockSerialLists(const SblockListJob *J, SblockWriter *w, SblockDirEntry *dir, 
  * pgvector's HNSW's): the leader loads the documents, writes the forward
  * stream and builds the lists in a DSM segment, as above; then the leader and
  * its workers take the lists in chunks of SBLOCK_CHUNK_TERMS terms from a
- * shared counter, in ascending order, and each serializes its lists (with
- * SblockBuildList, as a serial build) into its own temporary file of a
- * SharedFileSet: a record (term index, bytes) and the list's bytes.  The
- * leader then reads the chunks back in term order, each from the file of the
- * participant that claimed it, and writes the posting stream and directory
- * just as a serial build does: the index has the same contents.  Workers
- * never touch the heap or the index.
+ * shared counter, and serialize each chunk's lists (with SblockBuildList, as
+ * a serial build) into a temporary file of a SharedFileSet of its own: a
+ * record (term index, bytes) and the list's bytes per term.  A finished chunk
+ * is flagged done.  Between its own chunks, and after the last, the leader
+ * appends the done chunks to the posting stream in term order, just as a
+ * serial build writes them: the index has the same contents, and its pages
+ * are written while the lists are still being built.  Workers never touch
+ * the heap or the index.
  */
-#define SBLOCK_CHUNK_TERMS		16
+#define SBLOCK_CHUNK_TERMS		32
 
 #define SBLOCK_SHM_KEY_SHARED	UINT64CONST(0xA5B10C0000000001)
 #define SBLOCK_SHM_KEY_OFFSETS	UINT64CONST(0xA5B10C0000000002)
-#define SBLOCK_SHM_KEY_OWNER	UINT64CONST(0xA5B10C0000000003)
+#define SBLOCK_SHM_KEY_DONE		UINT64CONST(0xA5B10C0000000003)
 #define SBLOCK_SHM_KEY_ARRAY(a)	(UINT64CONST(0xA5B10C0000000100) + (uint64) (a))
 
 typedef struct SblockParallelShared
@@ -1254,11 +1256,13 @@ typedef struct SblockParallelShared
 	uint32		nchunks;
 	/* the next chunk to claim */
 	pg_atomic_uint32 nextChunk;
+	/* broadcast when a chunk is done */
+	ConditionVariable chunkDone;
 	SharedFileSet fileset;
-	/* then, by their own keys: the SblockLists arrays, offsets[ndocs], owner[nchunks] */
+	/* then, by their own keys: the SblockLists arrays, offsets[ndocs], done[nchunks] */
 } SblockParallelShared;
 
-/* a list's record in a participant's file; its bytes follow */
+/* a list's record in a chunk's file; its bytes follow */
 typedef struct SblockListRecord
 {
 	int32		term;			/* dense term id */
@@ -1270,38 +1274,111 @@ typedef struct SblockParallel
 	ParallelContext *pcxt;
 	SblockParallelShared *shared;
 	uint64	   *offsets;		/* the forward offsets, in the DSM */
-	int32	   *owner;			/* chunk -> the participant that built it (leader 0, worker i + 1) */
+	pg_atomic_uint32 *done;		/* per chunk: 1 when its file is complete */
 } SblockParallel;
 
-static void
-SblockParticipantFile(int participant, char *name)
+/* the leader's side of the posting stream: the chunks written so far */
+typedef struct SblockMerge
 {
-	snprintf(name, MAXPGPATH, "sblock%d", participant);
+	SblockParallel *P;
+	const SblockListJob *J;
+	SblockWriter *w;
+	SblockDirEntry *dir;
+	int		   *ndir;
+	uint32		next;			/* the next chunk to write */
+	SblockBytes buf;
+	instr_time	tWait;
+	instr_time	tWrite;
+} SblockMerge;
+
+static void
+SblockChunkFile(uint32 chunk, char *name)
+{
+	snprintf(name, MAXPGPATH, "sblock%u", chunk);
 }
 
-/* Build chunks of lists until none is left: the leader (participant 0) and every worker. */
+/*
+ * Append the done chunks, in order, to the posting stream; with wait, every
+ * chunk left, waiting for those not done yet.
+ */
 static void
-SblockParticipate(SblockParallelShared *shared, int32 *owner, const SblockListJob *J, int participant)
+SblockMergeChunks(SblockMerge *M, bool wait)
 {
-	char		name[MAXPGPATH];
-	BufFile    *file;
+	SblockParallelShared *shared = M->P->shared;
+	instr_time	t0,
+				t1;
+
+	while (M->next < shared->nchunks)
+	{
+		uint32		c = M->next;
+		int			end = (int) Min((int64) shared->nterms, ((int64) c + 1) * SBLOCK_CHUNK_TERMS);
+		char		name[MAXPGPATH];
+		BufFile    *file;
+
+		if (pg_atomic_read_u32(&M->P->done[c]) == 0)
+		{
+			if (!wait)
+				return;
+			INSTR_TIME_SET_CURRENT(t0);
+			ConditionVariablePrepareToSleep(&shared->chunkDone);
+			while (pg_atomic_read_u32(&M->P->done[c]) == 0)
+				ConditionVariableSleep(&shared->chunkDone, PG_WAIT_EXTENSION);
+			ConditionVariableCancelSleep();
+			INSTR_TIME_SET_CURRENT(t1);
+			INSTR_TIME_ACCUM_DIFF(M->tWait, t1, t0);
+		}
+		pg_read_barrier();
+
+		INSTR_TIME_SET_CURRENT(t0);
+		if (c % Max(1, SBLOCK_PROGRESS_LISTS / SBLOCK_CHUNK_TERMS) == 0)
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) c * SBLOCK_CHUNK_TERMS);
+		SblockChunkFile(c, name);
+		file = BufFileOpenFileSet(&shared->fileset.fs, name, O_RDONLY, false);
+		for (int t = (int) c * SBLOCK_CHUNK_TERMS; t < end; t++)
+		{
+			SblockListRecord rec;
+
+			PgsBufFileReadExact(file, &rec, sizeof(rec));
+			if (rec.term != t)
+				elog(ERROR, "sparse_block parallel build: chunk %u holds list %d where %d belongs", c, rec.term, t);
+			if (rec.bytes == 0)
+				continue;
+			SblockBytesReserve(&M->buf, rec.bytes);
+			PgsBufFileReadExact(file, M->buf.data, rec.bytes);
+			SblockAppendList(M->w, M->dir, M->ndir, M->J->L->terms[t], M->buf.data, rec.bytes);
+		}
+		BufFileClose(file);
+		BufFileDeleteFileSet(&shared->fileset.fs, name, false);
+		M->next++;
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_ACCUM_DIFF(M->tWrite, t1, t0);
+	}
+}
+
+/*
+ * Build chunks of lists until none is left: the leader (participant 0, who
+ * also writes the done chunks between its own: M) and every worker.
+ */
+static void
+SblockParticipate(SblockParallelShared *shared, pg_atomic_uint32 *done, const SblockListJob *J,
+				  int participant, SblockMerge *M)
+{
 	SblockScratch S;
 	SblockBytes out = {0};
 	char		who[32];
 
-	SblockParticipantFile(participant, name);
-	file = BufFileCreateFileSet(&shared->fileset.fs, name);
 	SblockScratchInit(&S, J->L, J->maxLen);
 	for (;;)
 	{
 		uint32		c = pg_atomic_fetch_add_u32(&shared->nextChunk, 1);
 		int			end;
+		char		name[MAXPGPATH];
+		BufFile    *file;
 
 		if (c >= shared->nchunks)
 			break;
-		owner[c] = participant;
-		if (participant == 0)
-			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) c * SBLOCK_CHUNK_TERMS);
+		SblockChunkFile(c, name);
+		file = BufFileCreateFileSet(&shared->fileset.fs, name);
 		end = (int) Min((int64) shared->nterms, ((int64) c + 1) * SBLOCK_CHUNK_TERMS);
 		for (int t = (int) c * SBLOCK_CHUNK_TERMS; t < end; t++)
 		{
@@ -1313,9 +1390,14 @@ SblockParticipate(SblockParallelShared *shared, int32 *owner, const SblockListJo
 			if (rec.bytes > 0)
 				PgsBufFileWrite(file, out.data, out.len);
 		}
+		BufFileExportFileSet(file);
+		BufFileClose(file);
+		/* a full barrier: the file is complete before anyone sees the flag */
+		pg_atomic_exchange_u32(&done[c], 1);
+		ConditionVariableBroadcast(&shared->chunkDone);
+		if (M)
+			SblockMergeChunks(M, false);
 	}
-	BufFileExportFileSet(file);
-	BufFileClose(file);
 	snprintf(who, sizeof(who), " (participant %d)", participant);
 	SblockReportTimes(&S, who);
 }
@@ -1342,7 +1424,7 @@ SblockBeginParallel(SblockParallel *P, SblockLists *L, int ndocs, int64 total, i
 	pcxt = CreateParallelContext("pgsieve", "SblockParallelBuildMain", nworkers);
 	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(SblockParallelShared));
 	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(uint64) * Max(ndocs, 1));
-	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(int32) * Max(nchunks, 1));
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(pg_atomic_uint32) * Max(nchunks, 1));
 	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
 		shm_toc_estimate_chunk(&pcxt->estimator, sizes[a]);
 	shm_toc_estimate_keys(&pcxt->estimator, 3 + SBLOCK_NUM_ARRAYS);
@@ -1362,6 +1444,7 @@ SblockBeginParallel(SblockParallel *P, SblockLists *L, int ndocs, int64 total, i
 	shared->ntop = ntop;
 	shared->nchunks = nchunks;
 	pg_atomic_init_u32(&shared->nextChunk, 0);
+	ConditionVariableInit(&shared->chunkDone);
 	SharedFileSetInit(&shared->fileset, pcxt->seg);
 	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_SHARED, shared);
 	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
@@ -1374,26 +1457,25 @@ SblockBeginParallel(SblockParallel *P, SblockLists *L, int ndocs, int64 total, i
 	P->offsets = shm_toc_allocate(pcxt->toc, sizeof(uint64) * Max(ndocs, 1));
 	memcpy(P->offsets, offsets, sizeof(uint64) * ndocs);
 	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_OFFSETS, P->offsets);
-	P->owner = shm_toc_allocate(pcxt->toc, sizeof(int32) * Max(nchunks, 1));
+	P->done = shm_toc_allocate(pcxt->toc, sizeof(pg_atomic_uint32) * Max(nchunks, 1));
 	for (uint32 c = 0; c < nchunks; c++)
-		P->owner[c] = -1;
-	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_OWNER, P->owner);
+		pg_atomic_init_u32(&P->done[c], 0);
+	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_DONE, P->done);
 	P->pcxt = pcxt;
 	P->shared = shared;
 	return true;
 }
 
-/* Steps 3 to 6 with the workers: launch them, take part, then write every list in term order. */
+/*
+ * Steps 3 to 6 with the workers: launch them, take part (writing the done
+ * chunks between its own), then write the chunks left as they get done.
+ */
 static void
 SblockParallelLists(SblockParallel *P, const SblockListJob *J, SblockWriter *w, SblockDirEntry *dir, int *ndir)
 {
 	SblockParallelShared *shared = P->shared;
 	ParallelContext *pcxt = P->pcxt;
-	BufFile   **files;
-	SblockBytes buf = {0};
-	instr_time	t0,
-				t1,
-				t2;
+	SblockMerge M;
 
 	shared->opts = J->opts;
 	shared->threshold = J->threshold;
@@ -1407,53 +1489,21 @@ SblockParallelLists(SblockParallel *P, const SblockListJob *J, SblockWriter *w, 
 		SblockSerialLists(J, w, dir, ndir);
 		return;
 	}
+
+	memset(&M, 0, sizeof(M));
+	M.P = P;
+	M.J = J;
+	M.w = w;
+	M.dir = dir;
+	M.ndir = ndir;
+	INSTR_TIME_SET_ZERO(M.tWait);
+	INSTR_TIME_SET_ZERO(M.tWrite);
 	if (parallel_leader_participation)
-		SblockParticipate(shared, P->owner, J, 0);
-	INSTR_TIME_SET_CURRENT(t0);
+		SblockParticipate(shared, P->done, J, 0, &M);
+	SblockMergeChunks(&M, true);
 	WaitForParallelWorkersToFinish(pcxt);
-	INSTR_TIME_SET_CURRENT(t1);
-
-	files = palloc0(sizeof(BufFile *) * (pcxt->nworkers + 1));
-	for (uint32 c = 0; c < shared->nchunks; c++)
-	{
-		int			p = P->owner[c];
-		int			end = (int) Min((int64) shared->nterms, ((int64) c + 1) * SBLOCK_CHUNK_TERMS);
-
-		CHECK_FOR_INTERRUPTS();
-		if (p < 0 || p > pcxt->nworkers)
-			elog(ERROR, "sparse_block parallel build: lists %u to %d were not built", c * SBLOCK_CHUNK_TERMS, end - 1);
-		if (files[p] == NULL)
-		{
-			char		name[MAXPGPATH];
-
-			SblockParticipantFile(p, name);
-			files[p] = BufFileOpenFileSet(&shared->fileset.fs, name, O_RDONLY, false);
-		}
-		if (c % (SBLOCK_PROGRESS_LISTS / SBLOCK_CHUNK_TERMS) == 0)
-			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) c * SBLOCK_CHUNK_TERMS);
-		for (int t = (int) c * SBLOCK_CHUNK_TERMS; t < end; t++)
-		{
-			SblockListRecord rec;
-
-			PgsBufFileReadExact(files[p], &rec, sizeof(rec));
-			if (rec.term != t)
-				elog(ERROR, "sparse_block parallel build: participant %d's file holds list %d where %d belongs",
-					 p, rec.term, t);
-			if (rec.bytes == 0)
-				continue;
-			SblockBytesReserve(&buf, rec.bytes);
-			PgsBufFileReadExact(files[p], buf.data, rec.bytes);
-			SblockAppendList(w, dir, ndir, J->L->terms[t], buf.data, rec.bytes);
-		}
-	}
-	for (int p = 0; p <= pcxt->nworkers; p++)
-		if (files[p] != NULL)
-			BufFileClose(files[p]);
-	INSTR_TIME_SET_CURRENT(t2);
-	INSTR_TIME_SUBTRACT(t2, t1);
-	INSTR_TIME_SUBTRACT(t1, t0);
-	elog(DEBUG1, "sparse_block build: the leader waited %.3f s for the workers, wrote the lists in %.3f s",
-		 INSTR_TIME_GET_DOUBLE(t1), INSTR_TIME_GET_DOUBLE(t2));
+	elog(DEBUG1, "sparse_block build: the leader wrote the lists in %.3f s, waited %.3f s for the workers' last",
+		 INSTR_TIME_GET_DOUBLE(M.tWrite), INSTR_TIME_GET_DOUBLE(M.tWait));
 }
 
 static void
@@ -1488,7 +1538,7 @@ SblockParallelBuildMain(dsm_segment *seg, shm_toc *toc)
 	J.cap = shared->cap;
 	J.maxLen = shared->maxLen;
 	SharedFileSetAttach(&shared->fileset, seg);
-	SblockParticipate(shared, shm_toc_lookup(toc, SBLOCK_SHM_KEY_OWNER, false), &J, ParallelWorkerNumber + 1);
+	SblockParticipate(shared, shm_toc_lookup(toc, SBLOCK_SHM_KEY_DONE, false), &J, ParallelWorkerNumber + 1, NULL);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(ctx);
 }
