@@ -56,8 +56,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
-def _build(c: psycopg.Connection, options: str, workers: int, how: str = "CREATE INDEX") -> list[int]:
-    """(Re)build sp_idx (how: CREATE INDEX [CONCURRENTLY] or REINDEX) with max_parallel_maintenance_workers =
+def _build(c: psycopg.Connection, options: str, workers: int, how: str = "CREATE INDEX",
+           table: str = "sp") -> list[int]:
+    """(Re)build {table}_idx (how: CREATE INDEX [CONCURRENTLY] or REINDEX) with max_parallel_maintenance_workers =
     workers; the workers launched, per the build's DEBUG1 message."""
     notices: list[str] = []
 
@@ -69,22 +70,22 @@ def _build(c: psycopg.Connection, options: str, workers: int, how: str = "CREATE
         c.execute(f"SET max_parallel_maintenance_workers = {workers}")
         c.execute("SET client_min_messages = debug1")
         if how == "REINDEX":
-            c.execute("REINDEX INDEX sp_idx")
+            c.execute(f"REINDEX INDEX {table}_idx")
         else:
-            c.execute("DROP INDEX IF EXISTS sp_idx")
-            c.execute(f"{how} sp_idx ON sp USING sparse_block (emb) {options}")
+            c.execute(f"DROP INDEX IF EXISTS {table}_idx")
+            c.execute(f"{how} {table}_idx ON {table} USING sparse_block (emb) {options}")
     finally:
         c.execute("RESET client_min_messages")
         c.remove_notice_handler(collect)
     return [int(m.group(1)) for n in notices if (m := LAUNCHED.search(n))]
 
 
-def _pages(c: psycopg.Connection) -> list[bytes]:
-    """Every page of sp_idx, its LSN (bytes 0-7) and checksum (8-9) zeroed."""
-    n = c.execute("SELECT pg_relation_size('sp_idx') / current_setting('block_size')::int").fetchone()[0]
+def _pages(c: psycopg.Connection, index: str = "sp_idx") -> list[bytes]:
+    """Every page of the index, its LSN (bytes 0-7) and checksum (8-9) zeroed."""
+    n = c.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", (index,)).fetchone()[0]
     pages = []
     for b in range(n):
-        raw = bytes(c.execute("SELECT get_raw_page('sp_idx', %s)", (b,)).fetchone()[0])
+        raw = bytes(c.execute("SELECT get_raw_page(%s, %s)", (index, b)).fetchone()[0])
         pages.append(bytes(10) + raw[10:])
     return pages
 
@@ -167,3 +168,24 @@ def test_parallel_leader_not_participating(conn: psycopg.Connection, pageinspect
         conn.execute("RESET parallel_leader_participation")
     assert launched and launched[0] >= 1, launched
     assert _pages(conn) == pages_s
+
+
+def test_parallel_build_more_workers_than_chunks(conn: psycopg.Connection, pageinspect: None) -> None:
+    """Four workers on a table of a few terms (one chunk: most workers find nothing to claim), and on a table of
+    NULL and empty rows only (no lists at all): the serial index still."""
+    rng = np.random.default_rng(7)
+    conn.execute("CREATE TABLE tiny (id int, emb sparsevec(40)) WITH (parallel_workers = 4)")
+    conn.execute("CREATE TABLE hollow (id int, emb sparsevec(40)) WITH (parallel_workers = 4)")
+    for i in range(60):
+        terms = np.unique(rng.integers(0, 12, int(rng.integers(1, 6))))
+        conn.execute("INSERT INTO tiny VALUES (%s, %s::sparsevec)",
+                     (i, "{" + ",".join(f"{t + 1}:{rng.random() + 0.1:.3f}" for t in terms) + "}/40"))
+    conn.execute("INSERT INTO hollow SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE '{}/40'::sparsevec END "
+                 "FROM generate_series(1, 30) i")
+    for table in ("tiny", "hollow"):
+        assert _build(conn, "", 0, table=table) == []
+        pages_s = _pages(conn, f"{table}_idx")
+        launched = _build(conn, "", 4, table=table)
+        assert launched and launched[0] >= 1, (table, launched)
+        assert _pages(conn, f"{table}_idx") == pages_s, table
+        conn.execute(f"SELECT pgsieve_index_check('{table}_idx', true)")

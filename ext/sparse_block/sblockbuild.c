@@ -17,6 +17,12 @@
  *    vectors, cut to the shortest prefix (by value) holding summary_energy of
  *    its mass, quantized to 8 bits with one min/step per summary.
  * 6. The posting stream, the term directory, and the meta page.
+ *
+ * Steps 3 to 5 are independent across lists and deterministic (each list's
+ * random choices are seeded by its term), so when the planner grants
+ * workers (plan_create_index_workers: max_parallel_maintenance_workers, the
+ * table's size or parallel_workers) the leader and its workers share them
+ * out (see "A parallel build" below); the index is the same either way.
  */
 #include "postgres.h"
 
