@@ -189,3 +189,22 @@ def test_parallel_build_more_workers_than_chunks(conn: psycopg.Connection, pagei
         assert launched and launched[0] >= 1, (table, launched)
         assert _pages(conn, f"{table}_idx") == pages_s, table
         conn.execute(f"SELECT pgsieve_index_check('{table}_idx', true)")
+
+
+def test_worker_error_propagates(conn: psycopg.Connection, pageinspect: None) -> None:
+    """An error in a worker fails the build in the leader (the session stays usable, no index is left): with the
+    leader not taking part only the workers write chunk files, and temp_file_limit stops them. A serial build writes
+    no temporary files and passes under the same limit."""
+    conn.execute("DROP INDEX IF EXISTS sp_idx")
+    conn.execute("SET parallel_leader_participation = off")
+    conn.execute("SET temp_file_limit = 1")  # kB
+    try:
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit") as err:
+            _build(conn, INDEX_OPTIONS["defaults"], 2)
+        assert "parallel worker" in (err.value.diag.context or "")
+        assert conn.execute("SELECT to_regclass('sp_idx')").fetchone()[0] is None
+        assert _build(conn, INDEX_OPTIONS["defaults"], 0) == []
+        conn.execute("SELECT pgsieve_index_check('sp_idx', true)")
+    finally:
+        conn.execute("RESET temp_file_limit")
+        conn.execute("RESET parallel_leader_participation")

@@ -1321,6 +1321,7 @@ SblockMergeChunks(SblockMerge *M, bool wait)
 		char		name[MAXPGPATH];
 		BufFile    *file;
 
+		CHECK_FOR_INTERRUPTS();
 		if (pg_atomic_read_u32(&M->P->done[c]) == 0)
 		{
 			if (!wait)
