@@ -80,7 +80,7 @@
 /* CREATE INDEX progress subphases (pg_stat_progress_create_index.phase) */
 #define SBLOCK_PHASE_LOAD		2
 #define SBLOCK_PHASE_FORWARD	3
-#define SBLOCK_PHASE_LISTS		4
+#define SBLOCK_PHASE_LISTS		4	/* tuples_total / tuples_done count posting lists */
 
 /* GUC defaults */
 #define SBLOCK_DEFAULT_QUERY_CUT		10
