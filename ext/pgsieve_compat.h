@@ -82,6 +82,25 @@ typedef Oid RelFileNumber;
 #define ItemPointerGetDatum(X) PointerGetDatum(X)
 #endif
 
+/*
+ * PG 16 made BufFileWrite's buffer const and added BufFileReadExact (which
+ * raises an error on a short read); PG 15 returns the bytes read.
+ */
+#if PG_VERSION_NUM >= 160000
+#define PgsBufFileWrite(file, ptr, size) BufFileWrite((file), (ptr), (size))
+#define PgsBufFileReadExact(file, ptr, size) BufFileReadExact((file), (ptr), (size))
+#else
+#define PgsBufFileWrite(file, ptr, size) BufFileWrite((file), (void *) (ptr), (size))
+#define PgsBufFileReadExact(file, ptr, size) \
+	do { \
+		size_t		pgs_want_ = (size); \
+		if (BufFileRead((file), (ptr), pgs_want_) != pgs_want_) \
+			ereport(ERROR, \
+					(errcode_for_file_access(), \
+					 errmsg("could not read from temporary file: read only part of %zu bytes", pgs_want_))); \
+	} while (0)
+#endif
+
 #if PG_VERSION_NUM >= 180000
 #define PGS_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "pgsieve", .version = "0.1.0")
 #else

@@ -30,6 +30,8 @@
 #include "access/reloptions.h"
 #include "nodes/execnodes.h"
 #include "storage/bufpage.h"
+#include "storage/dsm.h"
+#include "storage/shm_toc.h"
 #include "utils/relcache.h"
 
 #include "pgsieve_compat.h"
@@ -78,7 +80,7 @@
 /* CREATE INDEX progress subphases (pg_stat_progress_create_index.phase) */
 #define SBLOCK_PHASE_LOAD		2
 #define SBLOCK_PHASE_FORWARD	3
-#define SBLOCK_PHASE_LISTS		4
+#define SBLOCK_PHASE_LISTS		4	/* tuples_total / tuples_done count posting lists */
 
 /* GUC defaults */
 #define SBLOCK_DEFAULT_QUERY_CUT		10
@@ -287,6 +289,9 @@ extern int	SblockCheckValue(Datum value, int dim, SblockDoc *doc);
 extern float SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float *bx, int bn);
 extern bool SblockReadDoc(SblockReader *r, const SblockStream *s, uint64 offset, SblockDoc *doc,
 						  Size *bufsize, char **buf);
+
+/* sblockbuild.c: a parallel build's worker (CreateParallelContext finds it by name) */
+extern PGDLLEXPORT void SblockParallelBuildMain(dsm_segment *seg, shm_toc *toc);
 
 /* the AM's callbacks */
 extern IndexBuildResult *sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo);

@@ -17,17 +17,31 @@
  *    vectors, cut to the shortest prefix (by value) holding summary_energy of
  *    its mass, quantized to 8 bits with one min/step per summary.
  * 6. The posting stream, the term directory, and the meta page.
+ *
+ * Steps 3 to 5 are independent across lists and deterministic (each list's
+ * random choices are seeded by its term), so when the planner grants
+ * workers (plan_create_index_workers: max_parallel_maintenance_workers, the
+ * table's size or parallel_workers) the leader and its workers share them
+ * out (see "A parallel build" below); the index is the same either way.
  */
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/resource.h>
 
+#include "access/parallel.h"
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
 #include "pgstat.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "port/atomics.h"
 #include "portability/instr_time.h"
+#include "storage/buffile.h"
+#include "storage/condition_variable.h"
+#include "storage/sharedfileset.h"
+#include "storage/shm_toc.h"
 #include "utils/memutils.h"
 
 #include "pgsieve_pages.h"
@@ -70,6 +84,8 @@ typedef struct SblockLists
 	int64	   *start;			/* per term: first posting, nterms + 1 entries */
 	uint32	   *docOf;			/* posting -> ordinal */
 	float	   *valOf;			/* posting -> value */
+	CompVal    *top;			/* per document: its doc_cut largest components */
+	int64	   *topStart;		/* per document: its first in top, ndocs + 1 entries */
 } SblockLists;
 
 static uint64
@@ -190,22 +206,28 @@ CmpInt32(const void *a, const void *b)
 }
 
 /*
- * Dense term ids and the CSR posting lists, documents in ordinal order.
- * Vocabularies of up to SBLOCK_DENSE_QUERY_MAX_DIM terms (every real one)
- * are mapped through an array indexed by term; larger dimensions sort.
+ * Step 2, first half: dense term ids (L->nterms, L->terms) and the sizes of
+ * the arrays SblockFillLists fills: *total components, *ntop of them among
+ * the documents' doc_cut largest.  Vocabularies of up to
+ * SBLOCK_DENSE_QUERY_MAX_DIM terms (every real one) are mapped through an
+ * array indexed by term, which is returned; larger dimensions sort, and NULL
+ * is returned (SblockFillLists then looks terms up by binary search).
  */
-static void
-SblockBuildLists(SblockBuildState *bs, SblockLists *L)
+static int32 *
+SblockBuildTerms(const SblockBuildState *bs, SblockLists *L, int docCut, int64 *total, int64 *ntop)
 {
-	int64		total = 0;
 	int32	   *all;
 	int32	   *map = NULL;
-	int64	   *fill;
 	int			n = 0;
 	int			dim = bs->meta.dim;
 
+	*total = 0;
+	*ntop = 0;
 	for (int i = 0; i < bs->ndocs; i++)
-		total += bs->docs[i].nnz;
+	{
+		*total += bs->docs[i].nnz;
+		*ntop += Min(bs->docs[i].nnz, docCut);
+	}
 	if (dim > 0 && dim <= SBLOCK_DENSE_QUERY_MAX_DIM)
 	{
 		map = palloc_extended(sizeof(int32) * dim, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
@@ -225,25 +247,88 @@ SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 	}
 	else
 	{
-		all = palloc_extended(sizeof(int32) * Max(total, 1), MCXT_ALLOC_HUGE);
-		total = 0;
+		int64		k = 0;
+
+		all = palloc_extended(sizeof(int32) * Max(*total, 1), MCXT_ALLOC_HUGE);
 		for (int i = 0; i < bs->ndocs; i++)
 		{
-			memcpy(all + total, bs->docs[i].indices, sizeof(int32) * bs->docs[i].nnz);
-			total += bs->docs[i].nnz;
+			memcpy(all + k, bs->docs[i].indices, sizeof(int32) * bs->docs[i].nnz);
+			k += bs->docs[i].nnz;
 		}
-		qsort(all, total, sizeof(int32), CmpInt32);
-		for (int64 i = 0; i < total; i++)
+		qsort(all, k, sizeof(int32), CmpInt32);
+		for (int64 i = 0; i < k; i++)
 			if (n == 0 || all[n - 1] != all[i])
 				all[n++] = all[i];
 	}
 	L->nterms = n;
 	L->terms = all;
+	return map;
+}
 
-	L->start = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	L->packed = palloc_extended(sizeof(CompVal) * Max(total, 1), MCXT_ALLOC_HUGE);
-	L->docStart = palloc_extended(sizeof(int64) * (bs->ndocs + 1), MCXT_ALLOC_HUGE);
-	total = 0;
+/*
+ * The arrays every participant of the build reads: where they live (local
+ * memory, or a parallel build's DSM) is up to the caller, who sets them all.
+ */
+typedef enum SblockListArray
+{
+	SBLOCK_ARR_TERMS,
+	SBLOCK_ARR_START,
+	SBLOCK_ARR_PACKED,
+	SBLOCK_ARR_DOCSTART,
+	SBLOCK_ARR_DOCOF,
+	SBLOCK_ARR_VALOF,
+	SBLOCK_ARR_TOP,
+	SBLOCK_ARR_TOPSTART,
+	SBLOCK_NUM_ARRAYS
+} SblockListArray;
+
+/* their sizes in bytes, and where L keeps each */
+static void
+SblockListArrays(SblockLists *L, int ndocs, int64 total, int64 ntop, Size *sizes, void ***slots)
+{
+	sizes[SBLOCK_ARR_TERMS] = sizeof(int32) * Max(L->nterms, 1);
+	sizes[SBLOCK_ARR_START] = sizeof(int64) * (L->nterms + 1);
+	sizes[SBLOCK_ARR_PACKED] = sizeof(CompVal) * Max(total, 1);
+	sizes[SBLOCK_ARR_DOCSTART] = sizeof(int64) * (ndocs + 1);
+	sizes[SBLOCK_ARR_DOCOF] = sizeof(uint32) * Max(total, 1);
+	sizes[SBLOCK_ARR_VALOF] = sizeof(float) * Max(total, 1);
+	sizes[SBLOCK_ARR_TOP] = sizeof(CompVal) * Max(ntop, 1);
+	sizes[SBLOCK_ARR_TOPSTART] = sizeof(int64) * (ndocs + 1);
+	slots[SBLOCK_ARR_TERMS] = (void **) &L->terms;
+	slots[SBLOCK_ARR_START] = (void **) &L->start;
+	slots[SBLOCK_ARR_PACKED] = (void **) &L->packed;
+	slots[SBLOCK_ARR_DOCSTART] = (void **) &L->docStart;
+	slots[SBLOCK_ARR_DOCOF] = (void **) &L->docOf;
+	slots[SBLOCK_ARR_VALOF] = (void **) &L->valOf;
+	slots[SBLOCK_ARR_TOP] = (void **) &L->top;
+	slots[SBLOCK_ARR_TOPSTART] = (void **) &L->topStart;
+}
+
+/* a serial build's arrays: local memory (the terms are there already) */
+static void
+SblockAllocLists(SblockLists *L, int ndocs, int64 total, int64 ntop)
+{
+	Size		sizes[SBLOCK_NUM_ARRAYS];
+	void	  **slots[SBLOCK_NUM_ARRAYS];
+
+	SblockListArrays(L, ndocs, total, ntop, sizes, slots);
+	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
+		if (a != SBLOCK_ARR_TERMS)
+			*slots[a] = palloc_extended(sizes[a], MCXT_ALLOC_HUGE);
+}
+
+/*
+ * Step 2, second half: the CSR posting lists over the dense term ids of
+ * SblockBuildTerms (map), documents in ordinal order.
+ */
+static void
+SblockFillLists(const SblockBuildState *bs, SblockLists *L, const int32 *map)
+{
+	int64		total = 0;
+	int64	   *fill;
+	int			n = L->nterms;
+
+	memset(L->start, 0, sizeof(int64) * (n + 1));
 	for (int i = 0; i < bs->ndocs; i++)
 	{
 		SblockDoc  *d = &bs->docs[i];
@@ -261,14 +346,10 @@ SblockBuildLists(SblockBuildState *bs, SblockLists *L)
 			L->start[cv->comp + 1]++;
 		}
 	}
-	if (map)
-		pfree(map);
 	L->docStart[bs->ndocs] = total;
 	for (int t = 0; t < n; t++)
 		L->start[t + 1] += L->start[t];
 
-	L->docOf = palloc_extended(sizeof(uint32) * Max(total, 1), MCXT_ALLOC_HUGE);
-	L->valOf = palloc_extended(sizeof(float) * Max(total, 1), MCXT_ALLOC_HUGE);
 	fill = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
 	memcpy(fill, L->start, sizeof(int64) * (n + 1));
 	for (int i = 0; i < bs->ndocs; i++)
@@ -395,8 +476,6 @@ typedef struct SblockScratch
 	int		   *assign;			/* position in list -> centroid */
 	int		   *clusterSize;
 	bool	   *alive;
-	CompVal   **topcut;			/* per document: its doc_cut largest components */
-	int		   *topcutN;
 	/* the list being written: its summaries' entries, block by block */
 	CompVal    *summary;		/* one block's summary (nterms) */
 	SblockBlockInfo *binfo;		/* per block */
@@ -407,6 +486,13 @@ typedef struct SblockScratch
 	int64		entCap;
 	int32	   *compCount;		/* dense term -> entries, then fill cursor */
 	int32	   *compTouched;
+	uint32	   *docs;			/* the list after pruning, ascending */
+	uint32	   *blockDocs;		/* the list in block order */
+	/* time spent, for DEBUG1 */
+	struct rusage ru0;			/* CPU time used before the lists */
+	instr_time	tPrune;
+	instr_time	tCluster;
+	instr_time	tWrite;
 } SblockScratch;
 
 /* the centroids' inverted index: per term, its (centroid, value) entries, contiguous */
@@ -449,6 +535,24 @@ SblockTopCut(const CompVal *dc, int nnz, int docCut, CompVal *out, int *nout)
 	pfree(vals);
 }
 
+/* Every document's doc_cut largest components, into L->top and L->topStart. */
+static void
+SblockFillTopCut(SblockLists *L, int ndocs, int docCut)
+{
+	int64		k = 0;
+
+	for (int i = 0; i < ndocs; i++)
+	{
+		int			nnz = (int) (L->docStart[i + 1] - L->docStart[i]);
+		int			nout;
+
+		L->topStart[i] = k;
+		SblockTopCut(&L->packed[L->docStart[i]], nnz, docCut, &L->top[k], &nout);
+		k += nout;
+	}
+	L->topStart[ndocs] = k;
+}
+
 /*
  * The best centroid for document doc among those still alive: the largest
  * dot product of its top components with the centroids' full vectors.
@@ -460,7 +564,7 @@ SblockTopCut(const CompVal *dc, int nnz, int docCut, CompVal *out, int *nout)
  * any centroid is placed by a second pass over all its top components.
  */
 static int
-SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
+SblockBestCentroid(const SblockLists *L, SblockScratch *S,
 				   const CentroidEntry *entries, uint32 doc, int nc, int firstAlive)
 {
 	int			maxChain = Max(8, nc / 4);
@@ -472,10 +576,10 @@ SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScrat
 		int			nt = 0;
 
 		S->scoreStampNow++;
-		for (int i = 0; i < S->topcutN[doc]; i++)
+		for (int64 i = L->topStart[doc]; i < L->topStart[doc + 1]; i++)
 		{
-			int32		dt = S->topcut[doc][i].comp;
-			float		dv = S->topcut[doc][i].value;
+			int32		dt = L->top[i].comp;
+			float		dv = L->top[i].value;
 			int32		e0 = S->termHead[dt];
 
 			if (e0 < 0 || (pass == 0 && S->termCount[dt] > maxChain))
@@ -512,7 +616,7 @@ SblockBestCentroid(const SblockLists *L, const SblockBuildState *bs, SblockScrat
  * returns the number of centroids.
  */
 static int
-SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratch *S,
+SblockClusterList(const SblockLists *L, SblockScratch *S,
 				  const uint32 *docs, int n, int32 term, const SblockOptions *opts,
 				  uint32 **centroidDocs)
 {
@@ -551,7 +655,7 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 		int64		total = 0;
 
 		for (int j = 0; j < nc; j++)
-			total += bs->docs[pool[j]].nnz;
+			total += L->docStart[pool[j] + 1] - L->docStart[pool[j]];
 		entries = palloc_extended(sizeof(CentroidEntry) * Max(total, 1), MCXT_ALLOC_HUGE);
 	}
 	/* count each term's entries, place the runs, then fill them (CSR) */
@@ -594,8 +698,8 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 	for (int i = 0; i < n; i++)
 	{
 		if (i + 2 < n)
-			SblockBuildPrefetch(S->topcut[docs[i + 2]]);
-		S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], nc, 0);
+			SblockBuildPrefetch(&L->top[L->topStart[docs[i + 2]]]);
+		S->assign[i] = SblockBestCentroid(L, S, entries, docs[i], nc, 0);
 		S->clusterSize[S->assign[i]]++;
 	}
 
@@ -622,7 +726,7 @@ SblockClusterList(const SblockLists *L, const SblockBuildState *bs, SblockScratc
 		{
 			for (int i = 0; i < n; i++)
 				if (!S->alive[S->assign[i]])
-					S->assign[i] = SblockBestCentroid(L, bs, S, entries, docs[i], nc, firstAlive);
+					S->assign[i] = SblockBestCentroid(L, S, entries, docs[i], nc, firstAlive);
 		}
 	}
 
@@ -833,13 +937,40 @@ CmpInt32Asc(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* a growable byte buffer: the bytes of one list */
+typedef struct SblockBytes
+{
+	char	   *data;
+	Size		len;
+	Size		cap;
+} SblockBytes;
+
+static void
+SblockBytesReserve(SblockBytes *b, Size len)
+{
+	if (len > b->cap)
+	{
+		b->cap = Max(Max(b->cap * 2, len), 8192);
+		b->data = b->data ? repalloc_huge(b->data, b->cap) : palloc_extended(b->cap, MCXT_ALLOC_HUGE);
+	}
+}
+
+static void
+SblockBytesAppend(SblockBytes *b, const void *data, Size len)
+{
+	SblockBytesReserve(b, b->len + len);
+	if (len > 0)
+		memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
 /*
- * Write a list (layout in sblock.h): the summaries gathered by
+ * Serialize a list (layout in sblock.h) into out: the summaries gathered by
  * SblockSummarize are turned component-major by a counting sort over the
  * components they use, which keeps each run in block order.
  */
 static void
-SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
+SblockWriteList(SblockBytes *out, const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 				int n, int nblocks, const uint64 *offsets)
 {
 	SblockListHeader lh;
@@ -859,14 +990,14 @@ SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const u
 	lh.npostings = n;
 	lh.ncomps = ncomps;
 	lh.nentries = (uint32) S->nent;
-	SblockWriterWrite(w, &lh, sizeof(lh));
-	SblockWriterWrite(w, S->binfo, sizeof(SblockBlockInfo) * nblocks);
+	SblockBytesAppend(out, &lh, sizeof(lh));
+	SblockBytesAppend(out, S->binfo, sizeof(SblockBlockInfo) * nblocks);
 
 	/* comps, then compStart; compCount becomes each component's fill cursor */
 	words = palloc(sizeof(uint32) * (ncomps + 1));
 	for (int i = 0; i < ncomps; i++)
 		words[i] = (uint32) L->terms[S->compTouched[i]];
-	SblockWriterWrite(w, words, sizeof(uint32) * ncomps);
+	SblockBytesAppend(out, words, sizeof(uint32) * ncomps);
 	for (int i = 0; i < ncomps; i++)
 	{
 		int32		c = S->compTouched[i];
@@ -877,7 +1008,7 @@ SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const u
 		pos += count;
 	}
 	words[ncomps] = (uint32) pos;
-	SblockWriterWrite(w, words, sizeof(uint32) * (ncomps + 1));
+	SblockBytesAppend(out, words, sizeof(uint32) * (ncomps + 1));
 	pfree(words);
 
 	ent = palloc_extended(sizeof(uint32) * Max(S->nent, 1), MCXT_ALLOC_HUGE);
@@ -885,7 +1016,7 @@ SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const u
 		ent[S->compCount[S->entComp[e]]++] = ((uint32) S->entBlock[e] << 8) | S->entCode[e];
 	for (int i = 0; i < ncomps; i++)
 		S->compCount[S->compTouched[i]] = 0;
-	SblockWriterWrite(w, ent, sizeof(uint32) * S->nent);
+	SblockBytesAppend(out, ent, sizeof(uint32) * S->nent);
 	pfree(ent);
 
 	post = palloc(sizeof(SblockPosting) * Max(n, 1));
@@ -894,171 +1025,581 @@ SblockWriteList(SblockWriter *w, const SblockLists *L, SblockScratch *S, const u
 		post[i].ordinal = blockDocs[i];
 		post[i].offset8 = (uint32) (offsets[blockDocs[i]] / 8);
 	}
-	SblockWriterWrite(w, post, sizeof(SblockPosting) * n);
+	SblockBytesAppend(out, post, sizeof(SblockPosting) * n);
 	pfree(post);
 	S->nent = 0;
 }
 
-/* Steps 3 to 6: prune, block, summarize and write every list, then the directory. */
+/*
+ * What building one list needs besides the scratch, the same in every
+ * participant of a (parallel) build.
+ */
+typedef struct SblockListJob
+{
+	const SblockLists *L;
+	const uint64 *offsets;		/* forward stream offset per ordinal */
+	SblockOptions opts;
+	float		threshold;		/* static pruning: the global threshold (-1: none) */
+	int			cap;			/* and the most postings a list keeps */
+	int			maxLen;			/* the longest list before pruning */
+} SblockListJob;
+
+static void
+SblockPlanJob(SblockListJob *J, const SblockLists *L, const uint64 *offsets, const SblockOptions *opts,
+			  int dim)
+{
+	int64		total = L->start[L->nterms];
+	double		budget = (double) dim * opts->nPostings;
+
+	J->L = L;
+	J->offsets = offsets;
+	J->opts = *opts;
+	J->cap = (int) Min((double) INT_MAX, Max(1.0, floor(opts->nPostings * opts->maxFraction)));
+	J->threshold = -1.0f;
+	if ((double) total > budget)
+		J->threshold = KthLargest(L->valOf, total, (int64) budget);
+	J->maxLen = 0;
+	for (int t = 0; t < L->nterms; t++)
+		J->maxLen = Max(J->maxLen, (int) (L->start[t + 1] - L->start[t]));
+}
+
+/* bytes of a participant's scratch besides what is sized by the list (an estimate) */
+#define SBLOCK_SCRATCH_TERM_BYTES	40
+#define SBLOCK_SCRATCH_DOC_BYTES	48
+
+static void
+SblockScratchInit(SblockScratch *S, const SblockLists *L, int maxLen)
+{
+	int			nterms = Max(L->nterms, 1);
+
+	memset(S, 0, sizeof(*S));
+	S->termHead = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE);
+	S->termCount = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int t = 0; t < L->nterms; t++)
+		S->termHead[t] = -1;
+	S->touchedTerms = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE);
+	S->acc = palloc_extended(sizeof(float) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S->accTouched = palloc_extended(sizeof(int32) * (nterms + 1), MCXT_ALLOC_HUGE);
+	S->accStamp = palloc_extended(sizeof(uint32) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S->score = palloc0(sizeof(float) * Max(maxLen, 1));
+	S->scoreTouched = palloc(sizeof(int32) * (Max(maxLen, 1) + 1));
+	S->scoreStamp = palloc0(sizeof(uint32) * Max(maxLen, 1));
+	S->assign = palloc(sizeof(int) * Max(maxLen, 1));
+	S->clusterSize = palloc(sizeof(int) * Max(maxLen, 1));
+	S->alive = palloc(sizeof(bool) * Max(maxLen, 1));
+	S->summary = palloc_extended(sizeof(CompVal) * nterms, MCXT_ALLOC_HUGE);
+	S->binfo = palloc(sizeof(SblockBlockInfo) * Max(maxLen, 1));
+	S->entCap = 1024;
+	S->entComp = palloc(sizeof(int32) * S->entCap);
+	S->entCode = palloc(sizeof(uint8) * S->entCap);
+	S->entBlock = palloc(sizeof(uint16) * S->entCap);
+	S->compCount = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	S->compTouched = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE);
+	S->docs = palloc(sizeof(uint32) * Max(maxLen, 1));
+	S->blockDocs = palloc(sizeof(uint32) * Max(maxLen, 1));
+	INSTR_TIME_SET_ZERO(S->tPrune);
+	INSTR_TIME_SET_ZERO(S->tCluster);
+	INSTR_TIME_SET_ZERO(S->tWrite);
+	getrusage(RUSAGE_SELF, &S->ru0);
+}
+
+/*
+ * Steps 3 to 5 for list t: prune it, cluster it into blocks, summarize them
+ * and serialize the list into out (its previous contents dropped).  False
+ * when pruning left the list empty (it is then not written).  Deterministic:
+ * the same bytes whichever participant builds it.
+ */
+static bool
+SblockBuildList(const SblockListJob *J, SblockScratch *S, int t, SblockBytes *out)
+{
+	const SblockLists *L = J->L;
+	int			n;
+	uint32	   *centroids;
+	int			nc;
+	int			pos = 0;
+	int			nb = 0;
+	instr_time	ta,
+				tb;
+
+	out->len = 0;
+	INSTR_TIME_SET_CURRENT(ta);
+	n = SblockPruneList(L, t, J->threshold, J->cap, S->docs);
+	INSTR_TIME_SET_CURRENT(tb);
+	INSTR_TIME_ACCUM_DIFF(S->tPrune, tb, ta);
+
+	CHECK_FOR_INTERRUPTS();
+	if (n == 0)
+		return false;
+	INSTR_TIME_SET_CURRENT(ta);
+	nc = SblockClusterList(L, S, S->docs, n, L->terms[t], &J->opts, &centroids);
+	INSTR_TIME_SET_CURRENT(tb);
+	INSTR_TIME_ACCUM_DIFF(S->tCluster, tb, ta);
+
+	/*
+	 * Blocks are the non-empty clusters, in centroid order, documents
+	 * ascending within a block: a counting sort by cluster (docs[] is
+	 * ascending already).
+	 */
+	for (int j = 0; j < nc; j++)
+		S->clusterSize[j] = 0;
+	for (int i = 0; i < n; i++)
+		S->clusterSize[S->assign[i]]++;
+	for (int j = 0; j < nc; j++)
+	{
+		int			size = S->clusterSize[j];
+
+		S->clusterSize[j] = pos;	/* now: where cluster j starts */
+		pos += size;
+	}
+	for (int i = 0; i < n; i++)
+		S->blockDocs[S->clusterSize[S->assign[i]]++] = S->docs[i];
+	pos = 0;
+	INSTR_TIME_SET_CURRENT(ta);
+	for (int j = 0; j < nc; j++)
+	{
+		int			end = S->clusterSize[j];	/* now: where cluster j ends */
+
+		if (end > pos)
+		{
+			S->binfo[nb].first = pos;
+			S->binfo[nb].ndocs = end - pos;
+			SblockSummarize(L, S, S->blockDocs + pos, end - pos, J->opts.summaryEnergy, nb, &S->binfo[nb]);
+			nb++;
+		}
+		pos = end;
+	}
+	SblockWriteList(out, L, S, S->blockDocs, n, nb, J->offsets);
+	INSTR_TIME_SET_CURRENT(tb);
+	INSTR_TIME_ACCUM_DIFF(S->tWrite, tb, ta);
+	pfree(centroids);
+
+	if (out->len > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("sparse_block posting list of term %d exceeds 4 GB", L->terms[t])));
+	return true;
+}
+
+/* Step 6, per list: append its bytes to the posting stream, 8-aligned, and note it in the directory. */
+static void
+SblockAppendList(SblockWriter *w, SblockDirEntry *dir, int *ndir, int32 term, const char *data, Size len)
+{
+	SblockWriterPad(w, 8);
+	dir[*ndir].term = (uint32) term;
+	dir[*ndir].offset = w->bytes;
+	dir[*ndir].bytes = (uint32) len;
+	(*ndir)++;
+	SblockWriterWrite(w, data, len);
+}
+
+/* wall-clock time by step, and the CPU time of the whole (a shared machine's wall clock runs ahead of it) */
+static void
+SblockReportTimes(const SblockScratch *S, const char *who)
+{
+	struct rusage ru;
+	double		cpu;
+
+	getrusage(RUSAGE_SELF, &ru);
+	cpu = (ru.ru_utime.tv_sec - S->ru0.ru_utime.tv_sec) + (ru.ru_stime.tv_sec - S->ru0.ru_stime.tv_sec) +
+		((ru.ru_utime.tv_usec - S->ru0.ru_utime.tv_usec) + (ru.ru_stime.tv_usec - S->ru0.ru_stime.tv_usec)) / 1e6;
+	elog(DEBUG1, "sparse_block build%s: pruning %.3f s, clustering %.3f s, blocks %.3f s; CPU %.3f s", who,
+		 INSTR_TIME_GET_DOUBLE(S->tPrune), INSTR_TIME_GET_DOUBLE(S->tCluster), INSTR_TIME_GET_DOUBLE(S->tWrite), cpu);
+}
+
+/* how often (in lists) the lists phase reports progress */
+#define SBLOCK_PROGRESS_LISTS	64
+
+/* Steps 3 to 6 by this backend alone: every list in term order. */
+static void
+SblockSerialLists(const SblockListJob *J, SblockWriter *w, SblockDirEntry *dir, int *ndir)
+{
+	SblockScratch S;
+	SblockBytes out = {0};
+
+	SblockScratchInit(&S, J->L, J->maxLen);
+	for (int t = 0; t < J->L->nterms; t++)
+	{
+		if (t % SBLOCK_PROGRESS_LISTS == 0)
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, t);
+		if (SblockBuildList(J, &S, t, &out))
+			SblockAppendList(w, dir, ndir, J->L->terms[t], out.data, out.len);
+	}
+	SblockReportTimes(&S, "");
+}
+
+/*
+ * A parallel build (PostgreSQL's parallel infrastructure, as nbtree's and
+ * pgvector's HNSW's): the leader loads the documents, writes the forward
+ * stream and builds the lists in a DSM segment, as above; then the leader and
+ * its workers take the lists in chunks of SBLOCK_CHUNK_TERMS terms from a
+ * shared counter, and serialize each chunk's lists (with SblockBuildList, as
+ * a serial build) into a temporary file of a SharedFileSet of its own: a
+ * record (term index, bytes) and the list's bytes per term.  A finished chunk
+ * is flagged done.  Between its own chunks, and after the last, the leader
+ * appends the done chunks to the posting stream in term order, just as a
+ * serial build writes them: the index has the same contents, and its pages
+ * are written while the lists are still being built.  Workers never touch
+ * the heap or the index.
+ */
+#define SBLOCK_CHUNK_TERMS		32
+
+#define SBLOCK_SHM_KEY_SHARED	UINT64CONST(0xA5B10C0000000001)
+#define SBLOCK_SHM_KEY_OFFSETS	UINT64CONST(0xA5B10C0000000002)
+#define SBLOCK_SHM_KEY_DONE		UINT64CONST(0xA5B10C0000000003)
+#define SBLOCK_SHM_KEY_ARRAY(a)	(UINT64CONST(0xA5B10C0000000100) + (uint64) (a))
+
+typedef struct SblockParallelShared
+{
+	/* set before the workers start, read-only after */
+	int			ndocs;
+	int			nterms;
+	int64		total;			/* components */
+	int64		ntop;			/* entries of L->top */
+	SblockOptions opts;
+	float		threshold;
+	int			cap;
+	int			maxLen;
+	uint32		nchunks;
+	/* the next chunk to claim */
+	pg_atomic_uint32 nextChunk;
+	/* broadcast when a chunk is done */
+	ConditionVariable chunkDone;
+	SharedFileSet fileset;
+	/* then, by their own keys: the SblockLists arrays, offsets[ndocs], done[nchunks] */
+} SblockParallelShared;
+
+/* a list's record in a chunk's file; its bytes follow */
+typedef struct SblockListRecord
+{
+	int32		term;			/* dense term id */
+	uint32		bytes;			/* 0: pruned away */
+} SblockListRecord;
+
+typedef struct SblockParallel
+{
+	ParallelContext *pcxt;
+	SblockParallelShared *shared;
+	uint64	   *offsets;		/* the forward offsets, in the DSM */
+	pg_atomic_uint32 *done;		/* per chunk: 1 when its file is complete */
+} SblockParallel;
+
+/* the leader's side of the posting stream: the chunks written so far */
+typedef struct SblockMerge
+{
+	SblockParallel *P;
+	const SblockListJob *J;
+	SblockWriter *w;
+	SblockDirEntry *dir;
+	int		   *ndir;
+	uint32		next;			/* the next chunk to write */
+	SblockBytes buf;
+	instr_time	tWait;
+	instr_time	tWrite;
+} SblockMerge;
+
+static void
+SblockChunkFile(uint32 chunk, char *name)
+{
+	snprintf(name, MAXPGPATH, "sblock%u", chunk);
+}
+
+/*
+ * Append the done chunks, in order, to the posting stream; with wait, every
+ * chunk left, waiting for those not done yet.
+ */
+static void
+SblockMergeChunks(SblockMerge *M, bool wait)
+{
+	SblockParallelShared *shared = M->P->shared;
+	instr_time	t0,
+				t1;
+
+	while (M->next < shared->nchunks)
+	{
+		uint32		c = M->next;
+		int			end = (int) Min((int64) shared->nterms, ((int64) c + 1) * SBLOCK_CHUNK_TERMS);
+		char		name[MAXPGPATH];
+		BufFile    *file;
+
+		CHECK_FOR_INTERRUPTS();
+		if (pg_atomic_read_u32(&M->P->done[c]) == 0)
+		{
+			if (!wait)
+				return;
+			INSTR_TIME_SET_CURRENT(t0);
+			ConditionVariablePrepareToSleep(&shared->chunkDone);
+			while (pg_atomic_read_u32(&M->P->done[c]) == 0)
+				ConditionVariableSleep(&shared->chunkDone, PG_WAIT_EXTENSION);
+			ConditionVariableCancelSleep();
+			INSTR_TIME_SET_CURRENT(t1);
+			INSTR_TIME_ACCUM_DIFF(M->tWait, t1, t0);
+		}
+		pg_read_barrier();
+
+		INSTR_TIME_SET_CURRENT(t0);
+		if (c % Max(1, SBLOCK_PROGRESS_LISTS / SBLOCK_CHUNK_TERMS) == 0)
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) c * SBLOCK_CHUNK_TERMS);
+		SblockChunkFile(c, name);
+		file = BufFileOpenFileSet(&shared->fileset.fs, name, O_RDONLY, false);
+		for (int t = (int) c * SBLOCK_CHUNK_TERMS; t < end; t++)
+		{
+			SblockListRecord rec;
+
+			PgsBufFileReadExact(file, &rec, sizeof(rec));
+			if (rec.term != t)
+				elog(ERROR, "sparse_block parallel build: chunk %u holds list %d where %d belongs", c, rec.term, t);
+			if (rec.bytes == 0)
+				continue;
+			SblockBytesReserve(&M->buf, rec.bytes);
+			PgsBufFileReadExact(file, M->buf.data, rec.bytes);
+			SblockAppendList(M->w, M->dir, M->ndir, M->J->L->terms[t], M->buf.data, rec.bytes);
+		}
+		BufFileClose(file);
+		BufFileDeleteFileSet(&shared->fileset.fs, name, false);
+		M->next++;
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_ACCUM_DIFF(M->tWrite, t1, t0);
+	}
+}
+
+/*
+ * Build chunks of lists until none is left: the leader (participant 0, who
+ * also writes the done chunks between its own: M) and every worker.
+ */
+static void
+SblockParticipate(SblockParallelShared *shared, pg_atomic_uint32 *done, const SblockListJob *J,
+				  int participant, SblockMerge *M)
+{
+	SblockScratch S;
+	SblockBytes out = {0};
+	char		who[32];
+
+	SblockScratchInit(&S, J->L, J->maxLen);
+	for (;;)
+	{
+		uint32		c = pg_atomic_fetch_add_u32(&shared->nextChunk, 1);
+		int			end;
+		char		name[MAXPGPATH];
+		BufFile    *file;
+
+		if (c >= shared->nchunks)
+			break;
+		SblockChunkFile(c, name);
+		file = BufFileCreateFileSet(&shared->fileset.fs, name);
+		end = (int) Min((int64) shared->nterms, ((int64) c + 1) * SBLOCK_CHUNK_TERMS);
+		for (int t = (int) c * SBLOCK_CHUNK_TERMS; t < end; t++)
+		{
+			SblockListRecord rec;
+
+			rec.term = t;
+			rec.bytes = SblockBuildList(J, &S, t, &out) ? (uint32) out.len : 0;
+			PgsBufFileWrite(file, &rec, sizeof(rec));
+			if (rec.bytes > 0)
+				PgsBufFileWrite(file, out.data, out.len);
+		}
+		BufFileExportFileSet(file);
+		BufFileClose(file);
+		/* a full barrier: the file is complete before anyone sees the flag */
+		pg_atomic_exchange_u32(&done[c], 1);
+		ConditionVariableBroadcast(&shared->chunkDone);
+		if (M)
+			SblockMergeChunks(M, false);
+	}
+	snprintf(who, sizeof(who), " (participant %d)", participant);
+	SblockReportTimes(&S, who);
+}
+
+/*
+ * Enter parallel mode and create the DSM segment for a build of these
+ * lists (L->terms set, the rest sized by ndocs, total and ntop), pointing
+ * L's arrays into it and copying the terms and the forward offsets there.
+ * False (and nothing changed) when no segment could be had: build serially.
+ */
+static bool
+SblockBeginParallel(SblockParallel *P, SblockLists *L, int ndocs, int64 total, int64 ntop,
+					const uint64 *offsets, int nworkers)
+{
+	ParallelContext *pcxt;
+	SblockParallelShared *shared;
+	Size		sizes[SBLOCK_NUM_ARRAYS];
+	void	  **slots[SBLOCK_NUM_ARRAYS];
+	int32	   *terms = L->terms;
+	uint32		nchunks = (uint32) ((L->nterms + SBLOCK_CHUNK_TERMS - 1) / SBLOCK_CHUNK_TERMS);
+
+	SblockListArrays(L, ndocs, total, ntop, sizes, slots);
+	EnterParallelMode();
+	pcxt = CreateParallelContext("pgsieve", "SblockParallelBuildMain", nworkers);
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(SblockParallelShared));
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(uint64) * Max(ndocs, 1));
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(pg_atomic_uint32) * Max(nchunks, 1));
+	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
+		shm_toc_estimate_chunk(&pcxt->estimator, sizes[a]);
+	shm_toc_estimate_keys(&pcxt->estimator, 3 + SBLOCK_NUM_ARRAYS);
+	InitializeParallelDSM(pcxt);
+	if (pcxt->seg == NULL)
+	{
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+
+	shared = shm_toc_allocate(pcxt->toc, sizeof(SblockParallelShared));
+	memset(shared, 0, sizeof(*shared));
+	shared->ndocs = ndocs;
+	shared->nterms = L->nterms;
+	shared->total = total;
+	shared->ntop = ntop;
+	shared->nchunks = nchunks;
+	pg_atomic_init_u32(&shared->nextChunk, 0);
+	ConditionVariableInit(&shared->chunkDone);
+	SharedFileSetInit(&shared->fileset, pcxt->seg);
+	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_SHARED, shared);
+	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
+	{
+		*slots[a] = shm_toc_allocate(pcxt->toc, sizes[a]);
+		shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_ARRAY(a), *slots[a]);
+	}
+	memcpy(L->terms, terms, sizeof(int32) * L->nterms);
+	pfree(terms);
+	P->offsets = shm_toc_allocate(pcxt->toc, sizeof(uint64) * Max(ndocs, 1));
+	memcpy(P->offsets, offsets, sizeof(uint64) * ndocs);
+	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_OFFSETS, P->offsets);
+	P->done = shm_toc_allocate(pcxt->toc, sizeof(pg_atomic_uint32) * Max(nchunks, 1));
+	for (uint32 c = 0; c < nchunks; c++)
+		pg_atomic_init_u32(&P->done[c], 0);
+	shm_toc_insert(pcxt->toc, SBLOCK_SHM_KEY_DONE, P->done);
+	P->pcxt = pcxt;
+	P->shared = shared;
+	return true;
+}
+
+/*
+ * Steps 3 to 6 with the workers: launch them, take part (writing the done
+ * chunks between its own), then write the chunks left as they get done.
+ */
+static void
+SblockParallelLists(SblockParallel *P, const SblockListJob *J, SblockWriter *w, SblockDirEntry *dir, int *ndir)
+{
+	SblockParallelShared *shared = P->shared;
+	ParallelContext *pcxt = P->pcxt;
+	SblockMerge M;
+
+	shared->opts = J->opts;
+	shared->threshold = J->threshold;
+	shared->cap = J->cap;
+	shared->maxLen = J->maxLen;
+	LaunchParallelWorkers(pcxt);
+	elog(DEBUG1, "sparse_block build: %d of %d parallel workers launched",
+		 pcxt->nworkers_launched, pcxt->nworkers);
+	if (pcxt->nworkers_launched == 0)
+	{
+		SblockSerialLists(J, w, dir, ndir);
+		return;
+	}
+
+	memset(&M, 0, sizeof(M));
+	M.P = P;
+	M.J = J;
+	M.w = w;
+	M.dir = dir;
+	M.ndir = ndir;
+	INSTR_TIME_SET_ZERO(M.tWait);
+	INSTR_TIME_SET_ZERO(M.tWrite);
+	if (parallel_leader_participation)
+		SblockParticipate(shared, P->done, J, 0, &M);
+	SblockMergeChunks(&M, true);
+	WaitForParallelWorkersToFinish(pcxt);
+	elog(DEBUG1, "sparse_block build: the leader wrote the lists in %.3f s, waited %.3f s for the workers' last",
+		 INSTR_TIME_GET_DOUBLE(M.tWrite), INSTR_TIME_GET_DOUBLE(M.tWait));
+}
+
+static void
+SblockEndParallel(SblockParallel *P)
+{
+	DestroyParallelContext(P->pcxt);
+	ExitParallelMode();
+}
+
+/* A parallel worker: build chunks of lists from the DSM. */
+void
+SblockParallelBuildMain(dsm_segment *seg, shm_toc *toc)
+{
+	SblockParallelShared *shared = shm_toc_lookup(toc, SBLOCK_SHM_KEY_SHARED, false);
+	MemoryContext ctx = AllocSetContextCreate(CurrentMemoryContext, "sparse_block build worker",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(ctx);
+	SblockLists L;
+	SblockListJob J;
+	Size		sizes[SBLOCK_NUM_ARRAYS];
+	void	  **slots[SBLOCK_NUM_ARRAYS];
+
+	memset(&L, 0, sizeof(L));
+	L.nterms = shared->nterms;
+	SblockListArrays(&L, shared->ndocs, shared->total, shared->ntop, sizes, slots);
+	for (int a = 0; a < SBLOCK_NUM_ARRAYS; a++)
+		*slots[a] = shm_toc_lookup(toc, SBLOCK_SHM_KEY_ARRAY(a), false);
+	J.L = &L;
+	J.offsets = shm_toc_lookup(toc, SBLOCK_SHM_KEY_OFFSETS, false);
+	J.opts = shared->opts;
+	J.threshold = shared->threshold;
+	J.cap = shared->cap;
+	J.maxLen = shared->maxLen;
+	SharedFileSetAttach(&shared->fileset, seg);
+	SblockParticipate(shared, shm_toc_lookup(toc, SBLOCK_SHM_KEY_DONE, false), &J, ParallelWorkerNumber + 1, NULL);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(ctx);
+}
+
+/*
+ * Steps 3 to 6: prune, block, summarize and write every list (by this
+ * backend, or with the workers of P when not NULL), then the directory.
+ */
 static void
 SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *offsets,
-					const SblockOptions *opts)
+					const SblockOptions *opts, SblockParallel *P)
 {
+	SblockListJob J;
 	SblockWriter w;
 	SblockWriter dw;
-	SblockScratch S;
-	int64		total = L->start[L->nterms];
-	int			cap = (int) Min((double) INT_MAX, Max(1.0, floor(opts->nPostings * opts->maxFraction)));
-	double		budget = (double) bs->meta.dim * opts->nPostings;
-	float		threshold = -1.0f;
-	int			maxLen = 0;
-	uint32	   *docs;
-	uint32	   *blockDocs;
-
-	if ((double) total > budget)
-		threshold = KthLargest(L->valOf, total, (int64) budget);
-
-	for (int t = 0; t < L->nterms; t++)
-		maxLen = Max(maxLen, (int) (L->start[t + 1] - L->start[t]));
-
-	S.termHead = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
-	S.termCount = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	for (int t = 0; t < L->nterms; t++)
-		S.termHead[t] = -1;
-	S.touchedTerms = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
-	S.acc = palloc_extended(sizeof(float) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	S.accTouched = palloc_extended(sizeof(int32) * (Max(L->nterms, 1) + 1), MCXT_ALLOC_HUGE);
-	S.accStamp = palloc_extended(sizeof(uint32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	S.stamp = 0;
-	S.score = palloc0(sizeof(float) * Max(maxLen, 1));
-	S.scoreTouched = palloc(sizeof(int32) * (Max(maxLen, 1) + 1));
-	S.scoreStamp = palloc0(sizeof(uint32) * Max(maxLen, 1));
-	S.scoreStampNow = 0;
-	S.assign = palloc(sizeof(int) * Max(maxLen, 1));
-	S.clusterSize = palloc(sizeof(int) * Max(maxLen, 1));
-	S.alive = palloc(sizeof(bool) * Max(maxLen, 1));
-	S.topcut = palloc_extended(sizeof(CompVal *) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
-	S.topcutN = palloc_extended(sizeof(int) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
-	for (int i = 0; i < bs->ndocs; i++)
-	{
-		int			nnz = (int) (L->docStart[i + 1] - L->docStart[i]);
-
-		S.topcut[i] = palloc(sizeof(CompVal) * Max(Min(opts->docCut, nnz), 1));
-		SblockTopCut(&L->packed[L->docStart[i]], nnz, opts->docCut, S.topcut[i], &S.topcutN[i]);
-	}
-	S.summary = palloc_extended(sizeof(CompVal) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
-	S.binfo = palloc(sizeof(SblockBlockInfo) * Max(maxLen, 1));
-	S.entCap = 1024;
-	S.nent = 0;
-	S.entComp = palloc(sizeof(int32) * S.entCap);
-	S.entCode = palloc(sizeof(uint8) * S.entCap);
-	S.entBlock = palloc(sizeof(uint16) * S.entCap);
-	S.compCount = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	S.compTouched = palloc_extended(sizeof(int32) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
-	docs = palloc(sizeof(uint32) * Max(maxLen, 1));
-	blockDocs = palloc(sizeof(uint32) * Max(maxLen, 1));
-
-	SblockWriterBegin(&w, bs->index, MAIN_FORKNUM);
 	/* directory entries are collected in memory (16 bytes a term), written after */
-	{
-		SblockDirEntry *dir = palloc_extended(sizeof(SblockDirEntry) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
-		int			ndir = 0;
-		instr_time	ta,
-					tb,
-					tCluster,
-					tWrite,
-					tPrune;
+	SblockDirEntry *dir = palloc_extended(sizeof(SblockDirEntry) * Max(L->nterms, 1), MCXT_ALLOC_HUGE);
+	int			ndir = 0;
 
-		INSTR_TIME_SET_ZERO(tCluster);
-		INSTR_TIME_SET_ZERO(tWrite);
-		INSTR_TIME_SET_ZERO(tPrune);
+	SblockPlanJob(&J, L, offsets, opts, bs->meta.dim);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, L->nterms);
+	SblockWriterBegin(&w, bs->index, MAIN_FORKNUM);
+	if (P)
+		SblockParallelLists(P, &J, &w, dir, &ndir);
+	else
+		SblockSerialLists(&J, &w, dir, &ndir);
+	SblockWriterPad(&w, 8);
+	SblockWriterEnd(&w, &bs->meta.postings);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, L->nterms);
+	if (P)
+		SblockEndParallel(P);
 
-		for (int t = 0; t < L->nterms; t++)
-		{
-			int			n;
-			uint32	   *centroids;
-			int			nc;
-			uint64		begin;
+	SblockWriterBegin(&dw, bs->index, MAIN_FORKNUM);
+	SblockWriterWrite(&dw, dir, sizeof(SblockDirEntry) * ndir);
+	SblockWriterEnd(&dw, &bs->meta.directory);
+	bs->meta.nterms = ndir;
+}
 
-			INSTR_TIME_SET_CURRENT(ta);
-			n = SblockPruneList(L, t, threshold, cap, docs);
-			INSTR_TIME_SET_CURRENT(tb);
-			INSTR_TIME_ACCUM_DIFF(tPrune, tb, ta);
+/*
+ * Parallel workers for steps 3 to 5: what the planner grants a CREATE INDEX
+ * on this table (max_parallel_maintenance_workers, the table's
+ * parallel_workers), fewer if their scratch would take the build past
+ * maintenance_work_mem.  The lists themselves go to the DSM segment instead
+ * of local memory, so they count as before.
+ */
+static int
+SblockPlanWorkers(const SblockBuildState *bs, Relation heap, Relation index, int nterms)
+{
+	int			nworkers = plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
+	Size		perWorker = (Size) nterms * SBLOCK_SCRATCH_TERM_BYTES + (Size) bs->ndocs * SBLOCK_SCRATCH_DOC_BYTES;
 
-			CHECK_FOR_INTERRUPTS();
-			if (n == 0)
-				continue;
-			INSTR_TIME_SET_CURRENT(ta);
-			nc = SblockClusterList(L, bs, &S, docs, n, L->terms[t], opts, &centroids);
-			INSTR_TIME_SET_CURRENT(tb);
-			INSTR_TIME_ACCUM_DIFF(tCluster, tb, ta);
-
-			SblockWriterPad(&w, 8);
-			begin = w.bytes;
-
-			/*
-			 * Blocks are the non-empty clusters, in centroid order, documents
-			 * ascending within a block: a counting sort by cluster (docs[] is
-			 * ascending already).
-			 */
-			{
-				int			pos = 0;
-				int			nb = 0;
-
-				for (int j = 0; j < nc; j++)
-					S.clusterSize[j] = 0;
-				for (int i = 0; i < n; i++)
-					S.clusterSize[S.assign[i]]++;
-				for (int j = 0; j < nc; j++)
-				{
-					int			size = S.clusterSize[j];
-
-					S.clusterSize[j] = pos;		/* now: where cluster j starts */
-					pos += size;
-				}
-				for (int i = 0; i < n; i++)
-					blockDocs[S.clusterSize[S.assign[i]]++] = docs[i];
-				pos = 0;
-				INSTR_TIME_SET_CURRENT(ta);
-				for (int j = 0; j < nc; j++)
-				{
-					int			end = S.clusterSize[j];	/* now: where cluster j ends */
-
-					if (end > pos)
-					{
-						S.binfo[nb].first = pos;
-						S.binfo[nb].ndocs = end - pos;
-						SblockSummarize(L, &S, blockDocs + pos, end - pos, opts->summaryEnergy, nb,
-										&S.binfo[nb]);
-						nb++;
-					}
-					pos = end;
-				}
-				SblockWriteList(&w, L, &S, blockDocs, n, nb, offsets);
-				INSTR_TIME_SET_CURRENT(tb);
-				INSTR_TIME_ACCUM_DIFF(tWrite, tb, ta);
-			}
-			if (w.bytes - begin > PG_UINT32_MAX)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("sparse_block posting list of term %d exceeds 4 GB", L->terms[t])));
-			pfree(centroids);
-
-			dir[ndir].term = (uint32) L->terms[t];
-			dir[ndir].offset = begin;
-			dir[ndir].bytes = (uint32) (w.bytes - begin);
-			ndir++;
-		}
-		SblockWriterPad(&w, 8);
-		SblockWriterEnd(&w, &bs->meta.postings);
-		elog(DEBUG1, "sparse_block build: pruning %.3f s, clustering %.3f s, blocks %.3f s",
-			 INSTR_TIME_GET_DOUBLE(tPrune), INSTR_TIME_GET_DOUBLE(tCluster), INSTR_TIME_GET_DOUBLE(tWrite));
-
-		SblockWriterBegin(&dw, bs->index, MAIN_FORKNUM);
-		SblockWriterWrite(&dw, dir, sizeof(SblockDirEntry) * ndir);
-		SblockWriterEnd(&dw, &bs->meta.directory);
-		bs->meta.nterms = ndir;
-	}
+	while (nworkers > 0 && bs->memUsed + (Size) nworkers * perWorker > bs->memLimit)
+		nworkers--;
+	return nworkers;
 }
 
 static void
@@ -1117,6 +1658,7 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	MemoryContext buildCtx;
 	MemoryContext old;
 	double		reltuples;
+	int			nworkers;
 	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
 
 	if (RelationGetNumberOfBlocks(index) != 0)
@@ -1145,6 +1687,11 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	{
 		SblockLists L;
 		uint64	   *offsets;
+		int32	   *map;
+		int64		total;
+		int64		ntop;
+		SblockParallel par;
+		SblockParallel *P = NULL;
 		instr_time	t0,
 					t1,
 					t2,
@@ -1155,9 +1702,18 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 		offsets = SblockWriteForward(&bs);
 		INSTR_TIME_SET_CURRENT(t1);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_LISTS);
-		SblockBuildLists(&bs, &L);
+		map = SblockBuildTerms(&bs, &L, opts.docCut, &total, &ntop);
+		nworkers = SblockPlanWorkers(&bs, heap, index, L.nterms);
+		if (nworkers > 0 && SblockBeginParallel(&par, &L, bs.ndocs, total, ntop, offsets, nworkers))
+			P = &par;
+		else
+			SblockAllocLists(&L, bs.ndocs, total, ntop);
+		SblockFillLists(&bs, &L, map);
+		if (map)
+			pfree(map);
+		SblockFillTopCut(&L, bs.ndocs, opts.docCut);
 		INSTR_TIME_SET_CURRENT(t2);
-		SblockWritePostings(&bs, &L, offsets, &opts);
+		SblockWritePostings(&bs, &L, offsets, &opts, P);
 		INSTR_TIME_SET_CURRENT(t3);
 		INSTR_TIME_SUBTRACT(t3, t2);
 		INSTR_TIME_SUBTRACT(t2, t1);
