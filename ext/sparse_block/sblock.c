@@ -146,6 +146,10 @@ sparse_block_handler(PG_FUNCTION_ARGS)
 
 	amroutine->amsupport = 0;
 	amroutine->amusemaintenanceworkmem = true;
+#if PG_VERSION_NUM >= 170000
+	/* the build launches its own workers (plan_create_index_workers); this only keeps index_build's log right */
+	amroutine->amcanbuildparallel = true;
+#endif
 	amroutine->ambuild = sblockbuild;
 	amroutine->ambuildempty = sblockbuildempty;
 	amroutine->aminsert = sblockinsert;

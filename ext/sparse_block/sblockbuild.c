@@ -1592,9 +1592,14 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
  * of local memory, so they count as before.
  */
 static int
-SblockPlanWorkers(const SblockBuildState *bs, Relation heap, Relation index, int nterms)
+SblockPlanWorkers(const SblockBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo, int nterms)
 {
+#if PG_VERSION_NUM >= 170000
+	/* index_build asked the planner already (amcanbuildparallel), or decided this build stays serial */
+	int			nworkers = indexInfo->ii_ParallelWorkers;
+#else
 	int			nworkers = plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
+#endif
 	Size		perWorker = (Size) nterms * SBLOCK_SCRATCH_TERM_BYTES + (Size) bs->ndocs * SBLOCK_SCRATCH_DOC_BYTES;
 
 	while (nworkers > 0 && bs->memUsed + (Size) nworkers * perWorker > bs->memLimit)
@@ -1703,7 +1708,7 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 		INSTR_TIME_SET_CURRENT(t1);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_LISTS);
 		map = SblockBuildTerms(&bs, &L, opts.docCut, &total, &ntop);
-		nworkers = SblockPlanWorkers(&bs, heap, index, L.nterms);
+		nworkers = SblockPlanWorkers(&bs, heap, index, indexInfo, L.nterms);
 		if (nworkers > 0 && SblockBeginParallel(&par, &L, bs.ndocs, total, ntop, offsets, nworkers))
 			P = &par;
 		else
