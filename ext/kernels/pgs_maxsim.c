@@ -51,7 +51,6 @@
 #define PANEL_MAX	32			/* widest panel of any level, in tokens */
 #define QV_MAXQ		32			/* query tokens the query-vector shape takes */
 #define QV_ROWS		8			/* document token rows per query-vector step */
-#define QV_ROWS_MAX	16			/* ... and the most any level takes (AVX-512, one lane group) */
 #define VLANES		16			/* running-maximum lanes per query token */
 #define QPASS		240			/* query tokens per pass (multiple of every MR) */
 
@@ -91,7 +90,7 @@ pgs_maxsim_scratch_bytes(int dim)
 	size_t		d = dim > 0 ? (size_t) dim : 1;
 
 	/* header, query copy, then a panel or the transposed query + widened rows */
-	return (2 * QV_MAXQ + QV_ROWS_MAX) * d * sizeof(float) + 3 * 64;
+	return (2 * QV_MAXQ + QV_ROWS) * d * sizeof(float) + 3 * 64;
 }
 
 static inline float *
@@ -598,17 +597,17 @@ DEFINE_COMPUTE_MR12(compute_avx512_2, block_avx512, AVX512_MR, 2)
 DEFINE_COMPUTE_MR12(compute_avx512_1, block_avx512, AVX512_MR, 1)
 
 /*
- * AVX-512: G lane groups of 16 query tokens (G = 1 or 2) and T document
- * rows, T <= 16 / G: 16 accumulators + G query vectors + 1 broadcast of
- * the 32 zmm registers.  One group (queries of up to 16 tokens) takes 16
- * rows a step, twice as many independent FMA chains as 8 rows gave.
+ * AVX-512: G (1 or 2) lane groups of 16 query tokens at once, T document
+ * rows: 16 accumulators + 2 query vectors + 1 broadcast of 32 zmm.  (Sixteen
+ * rows a step for one group measured no faster: the widened rows and qT
+ * then fill L1.)
  */
 AVX512_ATTR static ALWAYS_INLINE void
 qv_block_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const int G, const int T)
 {
-	__m512		acc[QV_ROWS_MAX][2];
+	__m512		acc[QV_ROWS][2];
 
-	_Pragma("GCC unroll 16")
+	_Pragma("GCC unroll 8")
 	for (int t = 0; t < T; t++)
 		for (int g = 0; g < G; g++)
 			acc[t][g] = _mm512_setzero_ps();
@@ -618,7 +617,7 @@ qv_block_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const
 
 		for (int g = 0; g < G; g++)
 			qv[g] = _mm512_load_ps(qT + ((size_t) g * dim + k) * 16);
-		_Pragma("GCC unroll 16")
+		_Pragma("GCC unroll 8")
 		for (int t = 0; t < T; t++)
 		{
 			__m512		b = _mm512_set1_ps(rows[(size_t) t * dim + k]);
@@ -627,7 +626,7 @@ qv_block_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const
 				acc[t][g] = _mm512_fmadd_ps(b, qv[g], acc[t][g]);
 		}
 	}
-	_Pragma("GCC unroll 16")
+	_Pragma("GCC unroll 8")
 	for (int t = 0; t < T; t++)
 		for (int g = 0; g < G; g++)
 			vmax[g] = _mm512_max_ps(acc[t][g], vmax[g]);
@@ -675,24 +674,11 @@ qv_rows_avx512(const DocRef *doc, int j, int T, float *rowbuf)
 	return rowbuf;
 }
 
-#define QV_SWITCH16(FN, n, ...) \
-	switch (n) \
-	{ \
-		QV_CASE(FN, 1, __VA_ARGS__) QV_CASE(FN, 2, __VA_ARGS__) QV_CASE(FN, 3, __VA_ARGS__) \
-		QV_CASE(FN, 4, __VA_ARGS__) QV_CASE(FN, 5, __VA_ARGS__) QV_CASE(FN, 6, __VA_ARGS__) \
-		QV_CASE(FN, 7, __VA_ARGS__) QV_CASE(FN, 8, __VA_ARGS__) QV_CASE(FN, 9, __VA_ARGS__) \
-		QV_CASE(FN, 10, __VA_ARGS__) QV_CASE(FN, 11, __VA_ARGS__) QV_CASE(FN, 12, __VA_ARGS__) \
-		QV_CASE(FN, 13, __VA_ARGS__) QV_CASE(FN, 14, __VA_ARGS__) QV_CASE(FN, 15, __VA_ARGS__) \
-		QV_CASE(FN, 16, __VA_ARGS__) \
-		default: break; \
-	}
-
 AVX512_ATTR static void
 qv_update_avx512(const float *q, int nq, const DocRef *doc, float *qmax, void *scratch)
 {
 	int			dim = doc->dim;
 	int			groups = (nq + 15) / 16;
-	int			step = groups == 1 ? QV_ROWS_MAX : QV_ROWS;
 	__m512		vmax[2];
 	float		lanes[QV_MAXQ];
 
@@ -701,13 +687,13 @@ qv_update_avx512(const float *q, int nq, const DocRef *doc, float *qmax, void *s
 
 	qv_pack_query(q, nq, dim, 16, scratch, qT);
 	vmax[0] = vmax[1] = _mm512_set1_ps(-INFINITY);
-	for (int j = 0; j < doc->nd; j += step)
+	for (int j = 0; j < doc->nd; j += QV_ROWS)
 	{
-		int			T = doc->nd - j < step ? doc->nd - j : step;
+		int			T = doc->nd - j < QV_ROWS ? doc->nd - j : QV_ROWS;
 		const float *rows = qv_rows_avx512(doc, j, T, rowbuf);
 
 		if (groups == 1)
-			QV_SWITCH16(qv_block_avx512, T, qT, dim, rows, vmax, 1)
+			QV_SWITCH(qv_block_avx512, T, qT, dim, rows, vmax, 1)
 		else
 			QV_SWITCH(qv_block_avx512, T, qT, dim, rows, vmax, 2)
 	}
