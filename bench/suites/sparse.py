@@ -869,7 +869,7 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
                 return [int(r[2]) for r in index.search(q[0], q[1], q[2], K, qc, hf, 0, sorted_)]
             return _time_in_process(one, qs)
 
-        cfg = {"threads": 1, "build_threads": 1}
+        cfg = {"threads": 1, "build_threads": BUILD_THREADS}
         t = timed(DEFAULT_QC, DEFAULT_HF)
         add("pyseismic", {**BUILD, **cfg, "query_cut": DEFAULT_QC, "heap_factor": DEFAULT_HF, "sorted": True},
             t, build_s, mb, timing="in-process", default=True)
