@@ -578,24 +578,31 @@ SblockBestCentroid(const SblockLists *L, SblockScratch *S,
 	{
 		int			nt = 0;
 
-		S->scoreStampNow++;
+		/* locals, not S's fields: see SblockSummarize */
+		int32	   *touched = S->scoreTouched;
+		uint32	   *scoreStamp = S->scoreStamp;
+		float	   *score = S->score;
+		uint32		now = ++S->scoreStampNow;
+
 		for (int64 i = L->topStart[doc]; i < L->topStart[doc + 1]; i++)
 		{
 			int32		dt = L->top[i].comp;
 			float		dv = L->top[i].value;
 			int32		e0 = S->termHead[dt];
+			int32		e1;
 
 			if (e0 < 0 || (pass == 0 && S->termCount[dt] > maxChain))
 				continue;
-			for (int32 e = e0; e < e0 + S->termCount[dt]; e++)
+			e1 = e0 + S->termCount[dt];
+			for (int32 e = e0; e < e1; e++)
 			{
 				int			j = entries[e].centroid;
 
 				/* branch-free touched list: a centroid joins at its first hit */
-				S->scoreTouched[nt] = j;
-				nt += S->scoreStamp[j] != S->scoreStampNow;
-				S->scoreStamp[j] = S->scoreStampNow;
-				S->score[j] += dv * entries[e].value;
+				touched[nt] = j;
+				nt += scoreStamp[j] != now;
+				scoreStamp[j] = now;
+				score[j] += dv * entries[e].value;
 			}
 		}
 		for (int i = 0; i < nt; i++)
@@ -926,7 +933,15 @@ SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 	 * block being summarized, so a max needs no test, and a term joins the
 	 * touched list when its stamp is not this block's.
 	 */
-	S->stamp++;
+	/*
+	 * The scratch arrays in locals: built with -fno-strict-aliasing, the
+	 * compiler otherwise reloads S's fields after every store of the loop.
+	 */
+	int32	   *touched = S->accTouched;
+	uint32	   *accStamp = S->accStamp;
+	float	   *acc = S->acc;
+	uint32		stamp = ++S->stamp;
+
 	for (int i = 0; i < ndocs; i++)
 	{
 		const CompVal *dc = &L->packed[L->docStart[blockDocs[i]]];
@@ -952,10 +967,10 @@ SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 		{
 			int32		dt = dc->comp;
 
-			S->accTouched[nt] = dt;
-			nt += S->accStamp[dt] != S->stamp;
-			S->accStamp[dt] = S->stamp;
-			S->acc[dt] = Max(S->acc[dt], dc->value);
+			touched[nt] = dt;
+			nt += accStamp[dt] != stamp;
+			accStamp[dt] = stamp;
+			acc[dt] = Max(acc[dt], dc->value);
 		}
 	}
 	cv = S->summary;
