@@ -107,4 +107,19 @@ typedef Oid RelFileNumber;
 #define PGS_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
 
+/*
+ * Parallel index builds: PostgreSQL 17 lets an AM say it builds in parallel
+ * (amcanbuildparallel) and then asks the planner itself, in index_build
+ * (which also decides when a build must stay serial); before 17 the AM asks
+ * plan_create_index_workers (optimizer/planner.h) on its own.
+ */
+#if PG_VERSION_NUM >= 170000
+#define PgsSetAmCanBuildParallel(amroutine) ((amroutine)->amcanbuildparallel = true)
+#define PgsIndexBuildWorkers(heap, index, indexInfo) ((indexInfo)->ii_ParallelWorkers)
+#else
+#define PgsSetAmCanBuildParallel(amroutine) ((void) (amroutine))
+#define PgsIndexBuildWorkers(heap, index, indexInfo) \
+	plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index))
+#endif
+
 #endif							/* PGSIEVE_COMPAT_H */

@@ -146,10 +146,7 @@ sparse_block_handler(PG_FUNCTION_ARGS)
 
 	amroutine->amsupport = 0;
 	amroutine->amusemaintenanceworkmem = true;
-#if PG_VERSION_NUM >= 170000
-	/* the build launches its own workers (plan_create_index_workers); this only keeps index_build's log right */
-	amroutine->amcanbuildparallel = true;
-#endif
+	PgsSetAmCanBuildParallel(amroutine);	/* the build launches workers (sblockbuild.c) */
 	amroutine->ambuild = sblockbuild;
 	amroutine->ambuildempty = sblockbuildempty;
 	amroutine->aminsert = sblockinsert;

@@ -1692,12 +1692,7 @@ SblockWritePostings(SblockBuildState *bs, const SblockLists *L, const uint64 *of
 static int
 SblockPlanWorkers(const SblockBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo, int nterms)
 {
-#if PG_VERSION_NUM >= 170000
-	/* index_build asked the planner already (amcanbuildparallel), or decided this build stays serial */
-	int			nworkers = indexInfo->ii_ParallelWorkers;
-#else
-	int			nworkers = plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
-#endif
+	int			nworkers = PgsIndexBuildWorkers(heap, index, indexInfo);
 	Size		perWorker = (Size) nterms * SBLOCK_SCRATCH_TERM_BYTES + (Size) bs->ndocs * SBLOCK_SCRATCH_DOC_BYTES;
 
 	while (nworkers > 0 && bs->memUsed + (Size) nworkers * perWorker > bs->memLimit)
