@@ -150,7 +150,7 @@ def bs_copy_tid(f: RelFile, b: int, m: dict[str, int], src: int, dst: int) -> No
 
 
 # sparse_block: the meta page holds magic, version, dim, ndocs, nterms, tailDocs, then four (start, bytes) streams
-SB_STREAMS = {"forward": 48, "postings": 64, "directory": 80, "tail": 96}
+SB_STREAMS = {"forward": 48, "postings": 64, "directory": 80, "tail": 96, "compact": 136}
 
 
 def sb_stream(f: RelFile, name: str) -> tuple[int, int]:
@@ -264,6 +264,15 @@ def _sb_posting_offset(f: RelFile) -> None:
     _bump(f, "I", blk, at + 4, 1)
 
 
+def _sb_compact_value(f: RelFile) -> None:
+    """Flip a bit of the first compact record's first float16 value (its header is 8 bytes)."""
+    blk, pos = sb_pos(f, "compact", 0)
+    nnz = int(f.get("H", blk, pos + 4))
+    assert nnz >= 1 and pos + 8 + 4 * nnz <= BLCKSZ - 8
+    at = pos + 8 + 2 * nnz
+    f.put("H", blk, at, int(f.get("H", blk, at)) ^ 0x0100)
+
+
 def _sb_tid_dup(f: RelFile) -> None:
     blk, pos, _ = sb_doc(f, "forward", 0)
     blk2, pos2, _ = sb_doc(f, "forward", int(f.get("I", blk, pos + 8)) + 1)
@@ -294,12 +303,18 @@ SPARSE_DAMAGE = [
            r"directory entry 1: list of term \d+ at byte", r"directory entry 1"),
     Damage("list_header", lambda f: _bump(f, "I", sb_list0(f)[0], sb_list0(f)[1], 1),
            r"list of term \d+: its layout ends at byte", r"layout"),
-    Damage("posting_offset", _sb_posting_offset, r"posting of document \d+ points at byte", r"points at byte"),
+    Damage("posting_offset", _sb_posting_offset, r"posting of document \d+ points at byte \d+ of the compact stream",
+           r"points at byte"),
+    Damage("compact_value", _sb_compact_value, r"compact record of document 0 \(byte 0\) does not encode its forward record",
+           r"does not encode"),
+    Damage("compact_streams", lambda f: _bump(f, "I", 0, SB_STREAMS["compact"], 1), r"do not lie back to back",
+           r"back to back"),
     # only the heap pass can see these
     Damage("flagged_deleted", lambda f: _sb_record(f, "forward", 6, "B", lambda v: v | 1),
            None, r"heap tuple \(\d+,\d+\) of table \"sp\" has no entry in sparse_block index \"sp_flagged_deleted\""),
+    # a forward value no longer matches its compact copy
     Damage("value_change", lambda f: _sb_value(f, "forward", lambda v: v * 2),
-           None, r"entry \d+ for heap tuple \(\d+,\d+\) does not match the row's current value"),
+           r"compact record of document \d+ \(byte \d+\) does not encode its forward record", r"does not encode"),
     Damage("tail_value", lambda f: _sb_value(f, "tail", lambda v: v + 0.5),
            None, r"does not match the row's current value"),
     Damage("dup_tid", _sb_tid_dup, None, r"has two live entries"),

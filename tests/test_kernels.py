@@ -274,6 +274,24 @@ def test_sparse_dense_estimate_within_bound(level: int, n: int) -> None:
     assert abs(s - float(seq)) <= bound + 1e-30
 
 
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 33, 153, 1000])
+def test_sparse_dense_estimate_compact(level: int, n: int, wide: bool) -> None:
+    """uint16/uint32 components with float16 values: the widened products, summed within the same bound."""
+    rng = np.random.default_rng(100 + n)
+    dim = 70000 if wide else 30522
+    q = rng.standard_normal(dim).astype(np.float32)
+    idx = np.sort(rng.choice(dim, n, replace=False)).astype(np.uint32 if wide else np.uint16)
+    val16 = rng.uniform(-3, 3, n).astype(np.float16)
+    if n > 2:
+        val16[1] = np.float16(3e-7)  # a subnormal float16 is widened exactly too
+    s, m = K.sparse_dense_estimate(idx, val16, q)
+    prods = (val16.astype(np.float32) * q[idx.astype(np.int64)]).astype(np.float32)
+    exact = float(np.sum(prods.astype(np.float64)))
+    assert m == pytest.approx(float(np.abs(prods.astype(np.float64)).sum()), rel=1e-5, abs=1e-30)
+    assert abs(s - exact) <= 2.0 * (n + 4) * 5.97e-8 * m + 1e-30
+
+
 def test_sparse_dense_estimate_levels_agree_and_check_input() -> None:
     rng = np.random.default_rng(5)
     q = rng.standard_normal(1000).astype(np.float32)
@@ -288,7 +306,18 @@ def test_sparse_dense_estimate_levels_agree_and_check_input() -> None:
         assert s == pytest.approx(ref, rel=1e-5, abs=1e-5)
     with pytest.raises(ValueError, match="indices must lie"):
         K.sparse_dense_estimate(np.array([1000], np.int32), np.array([1.0], np.float32), q)
-    with pytest.raises(ValueError, match="int32"):
+    with pytest.raises(ValueError, match="int32, uint16 or uint32"):
         K.sparse_dense_estimate(np.array([1], np.int64), np.array([1.0], np.float32), q)
+    with pytest.raises(ValueError, match="indices must lie"):
+        K.sparse_dense_estimate(np.array([1000], np.uint16), np.array([1.0], np.float16), q)
+    idx16 = idx.astype(np.uint16)
+    val16 = val.astype(np.float16)
+    got16 = []
+    for lvl in LEVELS:
+        with K.using_level(lvl):
+            got16.append(K.sparse_dense_estimate(idx16, val16, q))
+    ref16 = float(np.dot(val16.astype(np.float64), q[idx].astype(np.float64)))
+    for s, m in got16:
+        assert s == pytest.approx(ref16, rel=1e-5, abs=1e-5)
     with pytest.raises(ValueError):
         K.sparse_dense_estimate(np.array([1, 2], np.int32), np.array([1.0], np.float32), q)

@@ -309,6 +309,58 @@ sparse_dense_est_scalar(const int32_t *idx, const float *val, size_t n, const fl
 	*abssum = m0 + m1;
 }
 
+/*
+ * sparse_dense_est_scalar over a compact vector: uint16 (wide = 0) or uint32
+ * components and float16 values.  The two index widths are the same loop,
+ * specialised by the constant argument of an always-inlined body.
+ */
+static inline void
+sparse_dense_est_h_scalar(const void *idx, int wide, const uint16_t *val, size_t n,
+						  const float *q, float *sum, float *abssum)
+{
+	const uint16_t *i16 = (const uint16_t *) idx;
+	const uint32_t *i32 = (const uint32_t *) idx;
+	float		a0 = 0,
+				a1 = 0,
+				m0 = 0,
+				m1 = 0;
+	size_t		i = 0;
+
+	for (; i + 2 <= n; i += 2)
+	{
+		float		p0 = f16_to_f32_scalar(val[i]) * q[wide ? i32[i] : i16[i]];
+		float		p1 = f16_to_f32_scalar(val[i + 1]) * q[wide ? i32[i + 1] : i16[i + 1]];
+
+		a0 += p0;
+		a1 += p1;
+		m0 += fabsf(p0);
+		m1 += fabsf(p1);
+	}
+	for (; i < n; i++)
+	{
+		float		p = f16_to_f32_scalar(val[i]) * q[wide ? i32[i] : i16[i]];
+
+		a0 += p;
+		m0 += fabsf(p);
+	}
+	*sum = a0 + a1;
+	*abssum = m0 + m1;
+}
+
+static void
+sparse_dense_est_h16_scalar(const void *idx, const uint16_t *val, size_t n, const float *q,
+							float *sum, float *abssum)
+{
+	sparse_dense_est_h_scalar(idx, 0, val, n, q, sum, abssum);
+}
+
+static void
+sparse_dense_est_h32_scalar(const void *idx, const uint16_t *val, size_t n, const float *q,
+							float *sum, float *abssum)
+{
+	sparse_dense_est_h_scalar(idx, 1, val, n, q, sum, abssum);
+}
+
 static float
 l2sq_f32_scalar(const float *a, const float *b, size_t n)
 {
@@ -545,6 +597,55 @@ AVX2_ATTR static inline __m256
 load_f16x8(const uint16_t *p)
 {
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
+}
+
+/* sparse_dense_est_h_scalar with eight-lane gathers (F16C converts the values) */
+AVX2_ATTR static inline __attribute__((always_inline)) void
+sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n,
+						const float *q, float *sum, float *abssum)
+{
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	__m256		acc = _mm256_setzero_ps(),
+				mag = _mm256_setzero_ps();
+	size_t		i = 0;
+	float		s,
+				m;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256i		vi = wide ? _mm256_loadu_si256((const __m256i *) ((const uint32_t *) idx + i))
+			: _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) idx + i)));
+		__m256		p = _mm256_mul_ps(load_f16x8(val + i), _mm256_i32gather_ps(q, vi, 4));
+
+		acc = _mm256_add_ps(acc, p);
+		mag = _mm256_add_ps(mag, _mm256_and_ps(p, absmask));
+	}
+	s = hsum256_ps(acc);
+	m = hsum256_ps(mag);
+	for (; i < n; i++)
+	{
+		float		p = f16_to_f32_scalar(val[i]) *
+			q[wide ? ((const uint32_t *) idx)[i] : ((const uint16_t *) idx)[i]];
+
+		s += p;
+		m += fabsf(p);
+	}
+	*sum = s;
+	*abssum = m;
+}
+
+AVX2_ATTR static void
+sparse_dense_est_h16_avx2(const void *idx, const uint16_t *val, size_t n, const float *q,
+						  float *sum, float *abssum)
+{
+	sparse_dense_est_h_avx2(idx, 0, val, n, q, sum, abssum);
+}
+
+AVX2_ATTR static void
+sparse_dense_est_h32_avx2(const void *idx, const uint16_t *val, size_t n, const float *q,
+						  float *sum, float *abssum)
+{
+	sparse_dense_est_h_avx2(idx, 1, val, n, q, sum, abssum);
 }
 
 AVX2_ATTR static float
@@ -906,6 +1007,54 @@ sparse_dense_est_avx512(const int32_t *idx, const float *val, size_t n, const fl
 	*abssum = _mm512_reduce_add_ps(mag);
 }
 
+/* sparse_dense_est_h_avx2 with sixteen lanes; the tail is one masked step */
+AVX512_ATTR static inline __attribute__((always_inline)) void
+sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t n,
+						  const float *q, float *sum, float *abssum)
+{
+	__m512		acc = _mm512_setzero_ps(),
+				mag = _mm512_setzero_ps();
+	size_t		i = 0;
+
+	for (; i + 16 <= n; i += 16)
+	{
+		__m512i		vi = wide ? _mm512_loadu_si512((const void *) ((const uint32_t *) idx + i))
+			: _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) ((const uint16_t *) idx + i)));
+		__m512		v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (val + i)));
+		__m512		p = _mm512_mul_ps(v, _mm512_i32gather_ps(vi, q, 4));
+
+		acc = _mm512_add_ps(acc, p);
+		mag = _mm512_add_ps(mag, _mm512_abs_ps(p));
+	}
+	if (i < n)
+	{
+		__mmask16	k = (__mmask16) ((1u << (n - i)) - 1);
+		__m512i		vi = wide ? _mm512_maskz_loadu_epi32(k, (const uint32_t *) idx + i)
+			: _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, (const uint16_t *) idx + i));
+		__m512		v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, val + i));
+		__m512		p = _mm512_mul_ps(v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, vi, q, 4));
+
+		acc = _mm512_add_ps(acc, p);
+		mag = _mm512_add_ps(mag, _mm512_abs_ps(p));
+	}
+	*sum = _mm512_reduce_add_ps(acc);
+	*abssum = _mm512_reduce_add_ps(mag);
+}
+
+AVX512_ATTR static void
+sparse_dense_est_h16_avx512(const void *idx, const uint16_t *val, size_t n, const float *q,
+							float *sum, float *abssum)
+{
+	sparse_dense_est_h_avx512(idx, 0, val, n, q, sum, abssum);
+}
+
+AVX512_ATTR static void
+sparse_dense_est_h32_avx512(const void *idx, const uint16_t *val, size_t n, const float *q,
+							float *sum, float *abssum)
+{
+	sparse_dense_est_h_avx512(idx, 1, val, n, q, sum, abssum);
+}
+
 #else							/* !PGS_X86 */
 
 static int
@@ -1022,6 +1171,8 @@ typedef struct PgsDispatch
 	void		(*cosine_f16) (const uint16_t *, const uint16_t *, size_t, float *, float *, float *);
 	int32_t		(*dot_i8) (const int8_t *, const int8_t *, size_t);
 	void		(*sparse_dense_est) (const int32_t *, const float *, size_t, const float *, float *, float *);
+	void		(*sparse_dense_est_h16) (const void *, const uint16_t *, size_t, const float *, float *, float *);
+	void		(*sparse_dense_est_h32) (const void *, const uint16_t *, size_t, const float *, float *, float *);
 } PgsDispatch;
 
 static PgsDispatch K;
@@ -1043,6 +1194,8 @@ set_table(int level)
 	K.cosine_f16 = cosine_parts_f16_scalar;
 	K.dot_i8 = dot_i8_scalar;
 	K.sparse_dense_est = sparse_dense_est_scalar;
+	K.sparse_dense_est_h16 = sparse_dense_est_h16_scalar;
+	K.sparse_dense_est_h32 = sparse_dense_est_h32_scalar;
 	K.hamming_filter = NULL;	/* generic over the level's batch kernel */
 #ifdef PGS_X86
 	if (level >= PGS_LEVEL_POPCNT)
@@ -1065,6 +1218,8 @@ set_table(int level)
 		K.cosine_f16 = cosine_parts_f16_avx2;
 		K.dot_i8 = dot_i8_avx2;
 		K.sparse_dense_est = sparse_dense_est_avx2;
+		K.sparse_dense_est_h16 = sparse_dense_est_h16_avx2;
+		K.sparse_dense_est_h32 = sparse_dense_est_h32_avx2;
 	}
 	if (level >= PGS_LEVEL_AVX512)
 	{
@@ -1073,6 +1228,8 @@ set_table(int level)
 		K.hamming_batch = hamming_batch_avx512;
 		K.hamming_filter = hamming_filter_avx512;
 		K.sparse_dense_est = sparse_dense_est_avx512;
+		K.sparse_dense_est_h16 = sparse_dense_est_h16_avx512;
+		K.sparse_dense_est_h32 = sparse_dense_est_h32_avx512;
 	}
 #endif
 	cur_level = level;
@@ -1323,4 +1480,15 @@ pgs_sparse_dense_est(const int32_t *idx, const float *val, size_t n, const float
 {
 	ENSURE_INIT();
 	K.sparse_dense_est(idx, val, n, q, sum, abssum);
+}
+
+void
+pgs_sparse_dense_est_h(const void *idx, int wide, const uint16_t *val, size_t n, const float *q,
+					   float *sum, float *abssum)
+{
+	ENSURE_INIT();
+	if (wide)
+		K.sparse_dense_est_h32(idx, val, n, q, sum, abssum);
+	else
+		K.sparse_dense_est_h16(idx, val, n, q, sum, abssum);
 }

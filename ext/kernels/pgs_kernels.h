@@ -132,6 +132,13 @@ int32_t		pgs_dot_i8(const int8_t *a, const int8_t *b, size_t n);
 void		pgs_sparse_dense_est(const int32_t *idx, const float *val, size_t n, const float *q,
 								 float *sum, float *abssum);
 
+/*
+ * pgs_sparse_dense_est over a compact sparse vector: components are uint16
+ * (wide = 0) or uint32 (wide != 0), values IEEE float16.
+ */
+void		pgs_sparse_dense_est_h(const void *idx, int wide, const uint16_t *val, size_t n,
+								   const float *q, float *sum, float *abssum);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,14 @@
  * The index is a set of byte streams laid over index pages:
  *   forward stream   every document: heap TID, flags, ordinal, nnz, indices,
  *                    values — what exact scores are computed from;
+ *   compact stream   every document again, in half the bytes: 16-bit (or,
+ *                    over 65,536 dimensions, 32-bit) indices and float16
+ *                    values scaled by a power of two.  Postings point here:
+ *                    a scan filters a block's documents on these records
+ *                    (an estimate with a proven error bound) and reads the
+ *                    forward record only of a document that may enter the
+ *                    top-k — most do not, and the compact record is half
+ *                    the cache lines;
  *   posting stream   per term, its statically pruned posting list cut into
  *                    blocks (clusters of similar documents), each with an
  *                    8-bit quantized alpha-mass summary (coordinate-wise max
@@ -13,7 +21,7 @@
  *   directory        sorted (term, list offset, list bytes) entries;
  *   tail stream      documents inserted after the build, unclustered and
  *                    scored exhaustively by every scan; REINDEX clusters them.
- * Block 0 is the meta page.  The first four are written once by the build
+ * Block 0 is the meta page.  The first five are written once by the build
  * (contiguous block ranges); the tail grows at the end of the relation.
  *
  * A stream page holds SBLOCK_PAGE_BYTES bytes of its stream in its contents;
@@ -37,7 +45,7 @@
 #include "pgsieve_compat.h"
 
 #define SBLOCK_MAGIC			0x53424c31	/* "SBL1" */
-#define SBLOCK_VERSION			2	/* 2: component-major summaries, padded forward stream */
+#define SBLOCK_VERSION			3	/* 3: compact stream; 2: component-major summaries, padded forward stream */
 #define SBLOCK_METAPAGE_BLKNO	0
 
 #define SBLOCK_PAGE_META		1
@@ -124,6 +132,9 @@ typedef struct SblockMetaPageData
 	float4		maxFraction;
 	int32		minClusterSize;
 	int32		docCut;
+	SblockStream compact;		/* between forward and postings */
+	int32		compactWide;	/* compact indices are uint32 (dim > 65,536), else uint16 */
+	int32		unused;
 } SblockMetaPageData;
 
 typedef SblockMetaPageData *SblockMetaPage;
@@ -143,6 +154,26 @@ typedef struct SblockDocHeader
 
 #define SBLOCK_DOC_HEADER_SIZE	16
 #define SblockDocBytes(nnz)		MAXALIGN(SBLOCK_DOC_HEADER_SIZE + (Size) (nnz) * 8)
+
+/*
+ * A document's record in the compact stream: this header, then its indices
+ * (uint16, or uint32 when the meta page's compactWide is set) and its values
+ * as IEEE float16 of value * 2^exp (exp puts the largest value just below
+ * 2^15, so nothing overflows and few values are subnormal), padded to 8
+ * bytes.  A record of at most SBLOCK_NOSPAN_BYTES never spans pages.  The
+ * stream holds every build document in ordinal order; nothing modifies it
+ * after the build (deletions are flagged in the forward record only).
+ */
+typedef struct SblockCompactHeader
+{
+	uint32		forward8;		/* the forward record's offset / 8 */
+	uint16		nnz;
+	int16		exp;
+} SblockCompactHeader;
+
+#define SBLOCK_COMPACT_HEADER_SIZE	8
+#define SblockCompactBytes(nnz, wide) \
+	MAXALIGN(SBLOCK_COMPACT_HEADER_SIZE + (Size) (nnz) * ((wide) ? 6 : 4))
 
 /* a directory entry */
 typedef struct SblockDirEntry
@@ -184,7 +215,7 @@ typedef struct SblockBlockInfo
 typedef struct SblockPosting
 {
 	uint32		ordinal;
-	uint32		offset8;		/* forward stream offset / 8 */
+	uint32		offset8;		/* the document's compact record: offset / 8 */
 } SblockPosting;
 
 /* where the parts of a list lie, relative to its start */
@@ -289,6 +320,9 @@ extern int	SblockCheckValue(Datum value, int dim, SblockDoc *doc);
 extern float SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float *bx, int bn);
 extern bool SblockReadDoc(SblockReader *r, const SblockStream *s, uint64 offset, SblockDoc *doc,
 						  Size *bufsize, char **buf);
+extern uint64 SblockCompactPlace(uint64 offset, Size bytes);
+extern Size SblockCompactEncode(const int32 *indices, const float *values, int nnz, bool wide,
+								uint32 forward8, char *out);
 
 /* sblockbuild.c: a parallel build's worker (CreateParallelContext finds it by name) */
 extern PGDLLEXPORT void SblockParallelBuildMain(dsm_segment *seg, shm_toc *toc);

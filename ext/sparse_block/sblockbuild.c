@@ -2,7 +2,7 @@
  * sblockbuild.c — building a sparse_block index (Seismic, SIGIR'24).
  *
  * 1. Load every document into memory (refusing to pass maintenance_work_mem)
- *    and write the forward stream.
+ *    and write the forward and compact streams.
  * 2. Posting lists over dense term ids, in document order.
  * 3. Static pruning, Seismic's "global threshold" variant: keep the globally
  *    largest dim x n_postings entries, and at most n_postings x max_fraction
@@ -193,6 +193,42 @@ SblockWriteForward(SblockBuildState *bs)
 	}
 	SblockWriterPad(&w, 8);
 	SblockWriterEnd(&w, &bs->meta.forward);
+	return offsets;
+}
+
+/*
+ * Write every document's compact record (sblock.h), in ordinal order, after
+ * the forward stream; returns their offsets, which the postings hold.
+ */
+static uint64 *
+SblockWriteCompact(SblockBuildState *bs, const uint64 *forward)
+{
+	static const char zeros[SBLOCK_PAGE_BYTES];
+	SblockWriter w;
+	uint64	   *offsets = palloc_extended(sizeof(uint64) * Max(bs->ndocs, 1), MCXT_ALLOC_HUGE);
+	bool		wide = bs->meta.dim > 65536;
+	char	   *rec = palloc(SblockCompactBytes(SBLOCK_MAX_NNZ, true));
+
+	bs->meta.compactWide = wide;
+	SblockWriterBegin(&w, bs->index, MAIN_FORKNUM);
+	for (int i = 0; i < bs->ndocs; i++)
+	{
+		SblockDoc  *d = &bs->docs[i];
+		Size		bytes = SblockCompactBytes(d->nnz, wide);
+
+		CHECK_FOR_INTERRUPTS();
+		offsets[i] = SblockCompactPlace(w.bytes, bytes);
+		if (offsets[i] / 8 > PG_UINT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("sparse_block compact stream exceeds 32 GB")));
+		if (offsets[i] > w.bytes)
+			SblockWriterWrite(&w, zeros, offsets[i] - w.bytes);
+		(void) SblockCompactEncode(d->indices, d->values, d->nnz, wide, (uint32) (forward[i] / 8), rec);
+		SblockWriterWrite(&w, rec, bytes);
+	}
+	SblockWriterEnd(&w, &bs->meta.compact);
+	pfree(rec);
 	return offsets;
 }
 
@@ -1132,7 +1168,7 @@ SblockWriteList(SblockBytes *out, const SblockLists *L, SblockScratch *S, const 
 typedef struct SblockListJob
 {
 	const SblockLists *L;
-	const uint64 *offsets;		/* forward stream offset per ordinal */
+	const uint64 *offsets;		/* compact record offset per ordinal */
 	SblockOptions opts;
 	float		threshold;		/* static pruning: the global threshold (-1: none) */
 	int			cap;			/* and the most postings a list keeps */
@@ -1377,7 +1413,7 @@ typedef struct SblockParallel
 {
 	ParallelContext *pcxt;
 	SblockParallelShared *shared;
-	uint64	   *offsets;		/* the forward offsets, in the DSM */
+	uint64	   *offsets;		/* the compact record offsets, in the DSM */
 	pg_atomic_uint32 *done;		/* per chunk: 1 when its file is complete */
 } SblockParallel;
 
@@ -1510,7 +1546,7 @@ SblockParticipate(SblockParallelShared *shared, pg_atomic_uint32 *done, const Sb
 /*
  * Enter parallel mode and create the DSM segment for a build of these
  * lists (L->terms set, the rest sized by ndocs, total and ntop), pointing
- * L's arrays into it and copying the terms and the forward offsets there.
+ * L's arrays into it and copying the terms and the compact offsets there.
  * False (and nothing changed) when no segment could be had: build serially.
  */
 static bool
@@ -1784,7 +1820,8 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (bs.ndocs > 0)
 	{
 		SblockLists L;
-		uint64	   *offsets;
+		uint64	   *forward;
+		uint64	   *offsets;	/* compact records, which the postings point to */
 		int32	   *map;
 		int64		total;
 		int64		ntop;
@@ -1797,7 +1834,9 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 		INSTR_TIME_SET_CURRENT(t0);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_FORWARD);
-		offsets = SblockWriteForward(&bs);
+		forward = SblockWriteForward(&bs);
+		offsets = SblockWriteCompact(&bs, forward);
+		pfree(forward);
 		INSTR_TIME_SET_CURRENT(t1);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, SBLOCK_PHASE_LISTS);
 		map = SblockBuildTerms(&bs, &L, opts.docCut, &total, &ntop);

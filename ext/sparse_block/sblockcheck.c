@@ -5,7 +5,7 @@
  * Checks, in order:
  *   meta page   page kind, magic, version, pd_lower; dim agrees with the
  *               column's typmod; document counts in range; the build's
- *               streams (forward, postings, directory) lie back to back
+ *               streams (forward, compact, postings, directory) lie back to back
  *               from block 1 up to the tail's first block, the directory
  *               holds nterms entries, the tail ends within the relation;
  *   pages       every block of the build's streams and of the tail is a
@@ -18,6 +18,11 @@
  *               within pgvector's limit, the record within the stream, a
  *               valid heap TID, indices ascending and below dim, values
  *               finite and non-negative; the stream ends with the last one;
+ *   compact     one record per build document, in ordinal order, placed
+ *               as the build places them (SblockCompactPlace), each exactly
+ *               the encoding of its forward record (SblockCompactEncode:
+ *               its offset, nnz, exponent, indices, float16 values and
+ *               padding); the stream ends with the last one;
  *   directory   terms strictly ascending (and below dim), each list 8-aligned
  *               right after the previous one, within the posting stream,
  *               which ends with the last list;
@@ -28,7 +33,7 @@
  *               their runs tiling the entries, block ids in a run
  *               ascending and below nblocks; every posting's ordinal is a
  *               build document, listed once per list, ascending within its
- *               block, its offset that document's record, and the document
+ *               block, its offset that document's compact record, and the document
  *               holds the list's term;
  *   tail        tailDocs records with ordinals ndocs.. in order (as the
  *               forward records, without PAD or page rules), ending exactly
@@ -57,6 +62,7 @@ typedef struct SblockCheck
 	SblockReader reader;
 	/* per build document (ordinal), from the forward walk */
 	uint64	   *docOffset;
+	uint64	   *docCompact;		/* its compact record, from the compact walk */
 	uint16	   *docNnz;
 	uint32	   *docList;		/* last list (1-based) that posted it */
 	/* scratch */
@@ -128,6 +134,7 @@ SblockCheckMeta(SblockCheck *c, Page page)
 	SblockMetaPageData *m = &c->meta;
 	int32		typmod = TupleDescAttr(RelationGetDescr(st->index), 0)->atttypmod;
 	uint64		fpages,
+				cpages,
 				ppages,
 				dpages;
 
@@ -158,25 +165,31 @@ SblockCheckMeta(SblockCheck *c, Page page)
 						m->ndocs, m->tailDocs);
 
 	fpages = StreamPages(m->forward.bytes);
+	cpages = StreamPages(m->compact.bytes);
 	ppages = StreamPages(m->postings.bytes);
 	dpages = StreamPages(m->directory.bytes);
 	if (m->ndocs == 0)
 	{
-		if (m->forward.bytes != 0 || m->postings.bytes != 0 || m->directory.bytes != 0 || m->nterms != 0 ||
-			m->tail.start != 1)
+		if (m->forward.bytes != 0 || m->compact.bytes != 0 || m->postings.bytes != 0 ||
+			m->directory.bytes != 0 || m->nterms != 0 || m->tail.start != 1)
 			PgsCheckCorrupt(st, SBLOCK_METAPAGE_BLKNO,
 							"no documents were built, but the build's streams are not empty or the tail starts at block %u",
 							m->tail.start);
 	}
-	else if (m->forward.start != 1 || m->forward.bytes == 0 ||
-			 (uint64) m->postings.start != m->forward.start + fpages ||
+	else if (m->forward.start != 1 || m->forward.bytes == 0 || m->compact.bytes == 0 ||
+			 (uint64) m->compact.start != m->forward.start + fpages ||
+			 (uint64) m->postings.start != m->compact.start + cpages ||
 			 (uint64) m->directory.start != m->postings.start + ppages ||
 			 (uint64) m->tail.start != m->directory.start + dpages)
 		PgsCheckCorrupt(st, SBLOCK_METAPAGE_BLKNO,
 						"the build's streams do not lie back to back: forward %u (" UINT64_FORMAT " bytes), "
-						"postings %u (" UINT64_FORMAT " bytes), directory %u (" UINT64_FORMAT " bytes), tail %u",
-						m->forward.start, m->forward.bytes, m->postings.start, m->postings.bytes,
-						m->directory.start, m->directory.bytes, m->tail.start);
+						"compact %u (" UINT64_FORMAT " bytes), postings %u (" UINT64_FORMAT " bytes), "
+						"directory %u (" UINT64_FORMAT " bytes), tail %u",
+						m->forward.start, m->forward.bytes, m->compact.start, m->compact.bytes,
+						m->postings.start, m->postings.bytes, m->directory.start, m->directory.bytes, m->tail.start);
+	if (m->compactWide != (m->dim > 65536))
+		PgsCheckCorrupt(st, SBLOCK_METAPAGE_BLKNO, "compact indices are %s for %d dimensions",
+						m->compactWide ? "32-bit" : "16-bit", m->dim);
 	if (m->directory.bytes != (uint64) m->nterms * sizeof(SblockDirEntry))
 		PgsCheckCorrupt(st, SBLOCK_METAPAGE_BLKNO, "directory of " UINT64_FORMAT " bytes for %u terms",
 						m->directory.bytes, m->nterms);
@@ -411,16 +424,59 @@ SblockCheckList(SblockCheck *c, const SblockDirEntry *d, uint32 e, const char *l
 			if (c->docList[ord] == e + 1)
 				PgsCheckCorrupt(st, blkno, "list of term %u posts document %u twice", d->term, ord);
 			c->docList[ord] = e + 1;
-			if ((uint64) post[i].offset8 * 8 != c->docOffset[ord])
+			if ((uint64) post[i].offset8 * 8 != c->docCompact[ord])
 				PgsCheckCorrupt(st, blkno, "list of term %u: posting of document %u points at byte " UINT64_FORMAT
-								" of the forward stream, its record is at " UINT64_FORMAT,
-								d->term, ord, (uint64) post[i].offset8 * 8, c->docOffset[ord]);
+								" of the compact stream, its record is at " UINT64_FORMAT,
+								d->term, ord, (uint64) post[i].offset8 * 8, c->docCompact[ord]);
 			if (!SblockCheckDocHasTerm(c, ord, d->term))
 				PgsCheckCorrupt(st, blkno, "list of term %u posts document %u, which lacks the term", d->term, ord);
 		}
 	}
 	c->postings += h->npostings;
 	c->blocks += h->nblocks;
+}
+
+/* The compact stream: each build document's record, as SblockCompactEncode makes it. */
+static void
+SblockCheckCompact(SblockCheck *c)
+{
+	PgsCheckState *st = c->st;
+	const SblockStream *s = &c->meta.compact;
+	bool		wide = c->meta.compactWide != 0;
+	Size		maxBytes = SblockCompactBytes(SBLOCK_MAX_NNZ, true);
+	char	   *want = palloc(maxBytes);
+	char	   *got = palloc(maxBytes);
+	uint64		offset = 0;
+
+	for (uint32 i = 0; i < c->meta.ndocs; i++)
+	{
+		uint32		nnz = c->docNnz[i];
+		Size		bytes = SblockCompactBytes(nnz, wide);
+
+		if ((i & 255) == 0)
+			CHECK_FOR_INTERRUPTS();
+		offset = SblockCompactPlace(offset, bytes);
+		if (offset + bytes > s->bytes)
+			PgsCheckCorrupt(st, StreamBlock(s, offset), "the compact stream ends after %u of its %u records",
+							i, c->meta.ndocs);
+		SblockCheckBuf(c, (Size) nnz * 8);
+		if (nnz > 0)
+			SblockReaderRead(&c->reader, &c->meta.forward, c->docOffset[i] + SBLOCK_DOC_HEADER_SIZE, c->buf,
+							 (Size) nnz * 8);
+		SblockCompactEncode((const int32 *) c->buf, (const float *) (c->buf + (Size) nnz * 4), (int) nnz, wide,
+							(uint32) (c->docOffset[i] / 8), want);
+		SblockReaderRead(&c->reader, s, offset, got, bytes);
+		if (memcmp(want, got, bytes) != 0)
+			PgsCheckCorrupt(st, StreamBlock(s, offset), "compact record of document %u (byte " UINT64_FORMAT
+							") does not encode its forward record", i, offset);
+		c->docCompact[i] = offset;
+		offset += bytes;
+	}
+	if (offset != s->bytes)
+		PgsCheckCorrupt(st, StreamBlock(s, offset), "the compact stream has " UINT64_FORMAT
+						" bytes, its records end at " UINT64_FORMAT, s->bytes, offset);
+	pfree(want);
+	pfree(got);
 }
 
 static void
@@ -486,12 +542,14 @@ SblockCheckIndex(PgsCheckState *st)
 
 	n = Max((Size) c->meta.ndocs, 1);
 	c->docOffset = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint64) * n);
+	c->docCompact = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint64) * n);
 	c->docNnz = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint16) * n);
 	c->docList = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint32) * n);
 	memset(c->docList, 0, sizeof(uint32) * n);
 
 	SblockReaderInit(&c->reader, st->index);
 	SblockCheckRecords(c, &c->meta.forward, c->meta.ndocs, true);
+	SblockCheckCompact(c);
 	SblockCheckLists(c);
 	SblockCheckRecords(c, &c->meta.tail, c->meta.tailDocs, false);
 	SblockReaderEnd(&c->reader);
@@ -505,9 +563,11 @@ SblockCheckIndex(PgsCheckState *st)
 							 c->postings, c->blocks)));
 
 	pfree(c->docOffset);
+	pfree(c->docCompact);
 	pfree(c->docNnz);
 	pfree(c->docList);
 	c->docOffset = NULL;
+	c->docCompact = NULL;
 	c->docNnz = NULL;
 	c->docList = NULL;
 	if (st->heapallindexed)

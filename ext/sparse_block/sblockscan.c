@@ -8,9 +8,10 @@
  *      summary is scored against the *full* query, and once the top-k heap
  *      is full a block whose summary score is below heap_factor x the heap's
  *      minimum is skipped;
- *   3. the other blocks' documents, each scored once (a visited bitmap), get
- *      their exact inner product from the forward stream — the same float sum
- *      pgvector's <#> computes — and compete for the heap;
+ *   3. the other blocks' documents, each scored once (a visited bitmap), are
+ *      estimated from their compact records; those that may enter the heap
+ *      get their exact inner product from the forward stream — the same
+ *      float sum pgvector's <#> computes — and compete for the heap;
  *   4. every document of the unclustered tail is scored too.
  * Deleted (VACUUM-flagged) documents are skipped; visibility is the
  * executor's job.  When k reaches the number of documents, the round scores
@@ -53,6 +54,7 @@ typedef struct SblockScanOpaqueData
 	int32	   *qidx;
 	float	   *qval;
 	float	   *qdense;			/* the query scattered over its dimensions, or NULL */
+	float		qL1;			/* sum of |query values| */
 	int			ncut;
 	int		   *cut;
 
@@ -68,7 +70,8 @@ typedef struct SblockScanOpaqueData
 	/* counters, reported at DEBUG1 when the scan ends */
 	int64		nblocks;
 	int64		nskipped;
-	int64		nscored;
+	int64		nestimated;		/* block documents estimated from compact records */
+	int64		nscored;		/* documents scored exactly */
 	int64		nsummary;		/* summary components scored */
 
 	IndexTuple	nullItup;
@@ -230,6 +233,9 @@ SblockStartScan(IndexScanDesc scan)
 		so->qval = palloc(sizeof(float) * Max(q->nnz, 1));
 		memcpy(so->qidx, q->indices, sizeof(int32) * q->nnz);
 		memcpy(so->qval, PGV_SPARSEVEC_VALUES(q), sizeof(float) * q->nnz);
+		so->qL1 = 0;
+		for (int i = 0; i < q->nnz; i++)
+			so->qL1 += fabsf(so->qval[i]);
 
 		/*
 		 * Scattered over a dense array (vocabularies are tens of thousands of
@@ -327,14 +333,41 @@ SblockDocMayEnter(const SblockScanOpaque so, const int32 *idx, const float *val,
 }
 
 /*
+ * SblockDocMayEnter over a compact record (sblock.h) lying on one page.  Its
+ * values a' = float16(v * 2^exp) differ from the exact scaled values a by
+ * at most 2^-11 (1 + 2^-10) |a'| (normal float16) or 2^-24 (subnormal, and
+ * the float rounding of the scaling), so the estimate differs from the true
+ * scaled dot product by at most about 2^-11 mag + 2^-24 sum|q|, plus each
+ * summation's rounding (n u mag, as in SblockDocMayEnter).  The bound
+ * doubles all of it.  An overflow (inf or NaN) lets the document through.
+ */
+static inline bool
+SblockCompactMayEnter(const SblockScanOpaque so, const char *rec)
+{
+	const SblockCompactHeader *h = (const SblockCompactHeader *) rec;
+	const char *idx = rec + SBLOCK_COMPACT_HEADER_SIZE;
+	const uint16 *val = (const uint16 *) (idx + (Size) h->nnz * (so->meta.compactWide ? 4 : 2));
+	float		sum,
+				mag,
+				bound;
+
+	if (so->qdense == NULL || so->nheap < so->k)
+		return true;
+	pgs_sparse_dense_est_h(idx, so->meta.compactWide, val, h->nnz, so->qdense, &sum, &mag);
+	bound = (9.8e-4f + 4.0f * (float) (h->nnz + 4) * 5.97e-8f) * mag + 1.2e-7f * so->qL1;
+	return !(ldexpf(sum + bound, -h->exp) + FLT_MIN < so->heap[0].score);
+}
+
+/*
  * Score the document record at offset of stream s (if live and not returned)
- * and offer it to the heap.  page is the record's page, share-locked by the
- * caller; a record that spans pages is copied out through the document
- * reader (after the lock is dropped: *locked tells the caller).
+ * and offer it to the heap; with filter, only if SblockDocMayEnter says it
+ * may enter.  page is the record's page, share-locked by the caller; a
+ * record that spans pages is copied out through the document reader (after
+ * the lock is dropped: *locked tells the caller).
  */
 static void
 SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Page page,
-				  Buffer buf, bool *locked)
+				  Buffer buf, bool *locked, bool filter)
 {
 	int			pos = (int) (offset % SBLOCK_PAGE_BYTES);
 	const SblockDocHeader *hdr = (const SblockDocHeader *) (PageGetContents(page) + pos);
@@ -349,7 +382,7 @@ SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Pag
 		const int32 *idx = (const int32 *) ((const char *) hdr + SBLOCK_DOC_HEADER_SIZE);
 		const float *val = (const float *) (idx + hdr->nnz);
 
-		if (!SblockDocMayEnter(so, idx, val, hdr->nnz))
+		if (filter && !SblockDocMayEnter(so, idx, val, hdr->nnz))
 			return;
 		hit.score = SblockDocScore(so, idx, val, hdr->nnz);
 		hit.key = hdr->ordinal;
@@ -374,16 +407,16 @@ SblockScoreRecord(SblockScanOpaque so, const SblockStream *s, uint64 offset, Pag
 	HeapPush(so, &hit);
 }
 
-/* Score one record through the document reader (streams read in order). */
+/* Score one record through the document reader (see SblockScoreRecord). */
 static void
-SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset)
+SblockScoreDoc(SblockScanOpaque so, const SblockStream *s, uint64 offset, bool filter)
 {
 	BlockNumber blkno = s->start + (BlockNumber) (offset / SBLOCK_PAGE_BYTES);
 	bool		locked = true;
 
 	/* the page stays locked for the next record, often on the same page */
 	SblockScoreRecord(so, s, offset, SblockReaderLockPage(&so->docReader, blkno), InvalidBuffer,
-					  &locked);
+					  &locked, filter);
 }
 
 /*
@@ -435,7 +468,7 @@ SblockVisitScore(SblockScanOpaque so, const SblockStream *s, uint64 offset,
 				 const SblockDocHeader *hdr, void *arg)
 {
 	if (!BitTest(so->returned, hdr->ordinal))
-		SblockScoreDoc(so, s, offset);
+		SblockScoreDoc(so, s, offset, true);
 }
 
 /* Score every document of a stream of n records (tail, or all in the last round). */
@@ -576,18 +609,21 @@ BlockRefDotDesc(const void *a, const void *b)
 #define SBLOCK_BATCH 6			/* with the two readers' pins, within PostgreSQL's 8 fast pin slots */
 
 /*
- * Score a batch of forward-stream records.  A block's documents lie on
- * unrelated pages, each a cache miss away (and so is each page's buffer
- * descriptor): the descriptors are prefetched, then every page is pinned and
- * the start of every record prefetched, so that the misses overlap (as
- * Seismic prefetches a block's documents), then each is scored under its
- * page's share lock.
+ * Score a batch of a block's documents, given their compact records.  The
+ * records lie on unrelated pages, each a cache miss away (and so is each
+ * page's buffer descriptor): the descriptors are prefetched, then every page
+ * is pinned and the start of every record prefetched, so that the misses
+ * overlap (as Seismic prefetches a block's documents).  Then each record is
+ * estimated in place (the compact stream is immutable: a pin is enough) and
+ * only a document that may enter the heap is read from the forward stream,
+ * where the deleted flag and the exact score are.
  */
 static void
 SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 {
-	const SblockStream *s = &so->meta.forward;
+	const SblockStream *s = &so->meta.compact;
 	Buffer		bufs[SBLOCK_BATCH];
+	bool		wide = so->meta.compactWide != 0;
 
 	for (int j = 0; j < n; j++)
 		SblockReaderPrefetchPin(&so->docReader, s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES));
@@ -601,27 +637,34 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 		rec = PageGetContents(BufferGetPage(bufs[j])) + offsets[j] % SBLOCK_PAGE_BYTES;
 		SblockPrefetch(rec);
 		SblockPrefetch(rec + 64);
-		SblockPrefetch(rec + 128);
 	}
 	for (int j = 0; j < n; j++)
 	{
-		bool		locked = true;
+		int			pos = (int) (offsets[j] % SBLOCK_PAGE_BYTES);
+		const char *rec = PageGetContents(BufferGetPage(bufs[j])) + pos;
+		const SblockCompactHeader *h = (const SblockCompactHeader *) rec;
+		bool		onePage = pos + SblockCompactBytes(h->nnz, wide) <= (Size) SBLOCK_PAGE_BYTES;
+		uint32		forward8 = h->forward8;
 
 		/* the next record's header has arrived by now: fetch all of it */
 		if (j + 1 < n)
 		{
-			const char *next = PageGetContents(BufferGetPage(bufs[j + 1])) +
-				offsets[j + 1] % SBLOCK_PAGE_BYTES;
-			Size		len = Min(SBLOCK_DOC_HEADER_SIZE + (Size) ((const SblockDocHeader *) next)->nnz * 8,
-								  (Size) (SBLOCK_PAGE_BYTES - offsets[j + 1] % SBLOCK_PAGE_BYTES));
+			int			npos = (int) (offsets[j + 1] % SBLOCK_PAGE_BYTES);
+			const char *next = PageGetContents(BufferGetPage(bufs[j + 1])) + npos;
+			Size		len = Min(SblockCompactBytes(((const SblockCompactHeader *) next)->nnz, wide),
+								  (Size) (SBLOCK_PAGE_BYTES - npos));
 
-			for (Size l = 192; l < len; l += 64)
+			for (Size l = 128; l < len; l += 64)
 				SblockPrefetch(next + l);
 		}
-		LockBuffer(bufs[j], BUFFER_LOCK_SHARE);
-		SblockScoreRecord(so, s, offsets[j], BufferGetPage(bufs[j]), bufs[j], &locked);
-		if (locked)
-			LockBuffer(bufs[j], BUFFER_LOCK_UNLOCK);
+		if ((uint64) forward8 * 8 + SBLOCK_DOC_HEADER_SIZE > so->meta.forward.bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("sparse_block index \"%s\" has a damaged compact record",
+							RelationGetRelationName(so->reader.index))));
+		/* a record spanning pages (over SBLOCK_NOSPAN_BYTES) goes straight to the exact score */
+		if (!onePage || SblockCompactMayEnter(so, rec))
+			SblockScoreDoc(so, &so->meta.forward, (uint64) forward8 * 8, false);
 		ReleaseBuffer(bufs[j]);
 	}
 }
@@ -645,7 +688,10 @@ SblockScoreBlock(SblockScanOpaque so, const SblockBlockRef *ref)
 
 		if (ord >= so->total || BitTest(so->visited, ord) || BitTest(so->returned, ord))
 			continue;
+		if ((uint64) postings[i].offset8 * 8 + SBLOCK_COMPACT_HEADER_SIZE > so->meta.compact.bytes)
+			SblockListCorrupted(so);
 		BitSet(so->visited, ord);
+		so->nestimated++;
 		batch[nbatch++] = (uint64) postings[i].offset8 * 8;
 		if (nbatch == SBLOCK_BATCH)
 		{
@@ -851,9 +897,10 @@ sblockendscan(IndexScanDesc scan)
 {
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
 
-	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks (%lld summary components), %lld skipped, %lld documents scored",
+	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks (%lld summary components), %lld skipped, "
+		 "%lld documents estimated, %lld documents scored",
 		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks, (long long) so->nsummary,
-		 (long long) so->nskipped, (long long) so->nscored);
+		 (long long) so->nskipped, (long long) so->nestimated, (long long) so->nscored);
 	SblockDenseRelease(so);
 	SblockReaderEnd(&so->reader);
 	SblockReaderEnd(&so->docReader);

@@ -9,6 +9,7 @@
 #include "storage/buf_internals.h"
 #include "utils/memutils.h"
 
+#include "pgs_kernels.h"
 #include "sblock.h"
 #include "pgsieve_pages.h"
 #include "pgvector_types.h"
@@ -569,4 +570,69 @@ SblockDot(const int32 *ai, const float *ax, int an, const int32 *bi, const float
 			j++;
 	}
 	return dot;
+}
+
+/*
+ * Where a compact record of bytes bytes goes after offset: 8-aligned, and on
+ * the next page if a record small enough not to span would span (the bytes
+ * skipped are zero).  The build places records with it and the checker
+ * replays it.
+ */
+uint64
+SblockCompactPlace(uint64 offset, Size bytes)
+{
+	uint64		aligned = TYPEALIGN(8, offset);
+	uint64		left = SBLOCK_PAGE_BYTES - aligned % SBLOCK_PAGE_BYTES;
+
+	if (bytes > left && bytes <= SBLOCK_NOSPAN_BYTES)
+		aligned += left;
+	return aligned;
+}
+
+/*
+ * A document's compact record (sblock.h) into out, SblockCompactBytes(nnz,
+ * wide) bytes, which it returns.  The values are non-negative and finite
+ * (SblockCheckValue), scaled by 2^exp so the largest lies in [2^14, 2^15):
+ * float16 keeps 11 significant bits of each, and only values 2^29 times
+ * below the largest become subnormal.
+ */
+Size
+SblockCompactEncode(const int32 *indices, const float *values, int nnz, bool wide,
+					uint32 forward8, char *out)
+{
+	SblockCompactHeader hdr;
+	Size		bytes = SblockCompactBytes(nnz, wide);
+	char	   *p = out + SBLOCK_COMPACT_HEADER_SIZE;
+	uint16	   *vals;
+	float		max = 0;
+	int			e = 0;
+
+	for (int i = 0; i < nnz; i++)
+		max = Max(max, values[i]);
+	if (max > 0)
+		(void) frexpf(max, &e); /* max < 2^e */
+	hdr.forward8 = forward8;
+	hdr.nnz = (uint16) nnz;
+	hdr.exp = (int16) (max > 0 ? 15 - e : 0);
+	memcpy(out, &hdr, SBLOCK_COMPACT_HEADER_SIZE);
+	for (int i = 0; i < nnz; i++)
+	{
+		if (wide)
+		{
+			uint32		ix = (uint32) indices[i];
+
+			memcpy(p + (Size) i * 4, &ix, 4);
+		}
+		else
+		{
+			uint16		ix = (uint16) indices[i];
+
+			memcpy(p + (Size) i * 2, &ix, 2);
+		}
+	}
+	vals = (uint16 *) (p + (Size) nnz * (wide ? 4 : 2));
+	for (int i = 0; i < nnz; i++)
+		vals[i] = pgs_f32_to_f16(ldexpf(values[i], hdr.exp));
+	memset((char *) (vals + nnz), 0, out + bytes - (char *) (vals + nnz));
+	return bytes;
 }

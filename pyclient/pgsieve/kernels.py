@@ -376,18 +376,26 @@ def l2sq_f16(a: ArrayLike, b: ArrayLike) -> float:
 def sparse_dense_estimate(indices: ArrayLike, values: ArrayLike, q: ArrayLike) -> tuple[float, float]:
     """``(sum_i values[i] * q[indices[i]], sum_i |values[i] * q[indices[i]]|)`` in the level's fastest summation
     order: the filter ``sparse_block`` scans use before an exact, sequential sum.  Two summation orders of the same
-    rounded products differ by at most about ``2 n 2^-24`` times the second number."""
+    rounded products differ by at most about ``2 n 2^-24`` times the second number.
+
+    ``indices`` are int32, or — the index's compact copy of a document — uint16 or uint32 with float16
+    ``values`` (each value is widened exactly, then multiplied in float32)."""
     idx = _as_array(indices, "indices")
-    if idx.dtype != np.int32 or idx.ndim != 1:
-        raise ValueError(f"indices must be a 1-D int32 array, got {idx.dtype} {idx.shape}")
+    if idx.ndim != 1 or idx.dtype not in (np.int32, np.uint16, np.uint32):
+        raise ValueError(f"indices must be a 1-D int32, uint16 or uint32 array, got {idx.dtype} {idx.shape}")
     _check_contiguous(idx, "indices")
-    val = _float_vector(values, "values")
+    compact = idx.dtype != np.int32
+    val = _f16_bits(values, "values") if compact else _float_vector(values, "values")
     fq = _float_vector(q, "q")
     n = _same_len(idx, val, "indices", "values")
     if n and (int(idx.min()) < 0 or int(idx.max()) >= fq.shape[0]):
         raise ValueError(f"indices must lie in [0, {fq.shape[0]})")
     out = ffi.new("float[2]")
-    lib.pgs_sparse_dense_est(_ptr("int32_t *", idx), _ptr("float *", val), n, _ptr("float *", fq), out, out + 1)
+    if compact:
+        lib.pgs_sparse_dense_est_h(_ptr("void *", idx), int(idx.dtype == np.uint32),
+                                   _ptr("uint16_t *", val), n, _ptr("float *", fq), out, out + 1)
+    else:
+        lib.pgs_sparse_dense_est(_ptr("int32_t *", idx), _ptr("float *", val), n, _ptr("float *", fq), out, out + 1)
     return float(out[0]), float(out[1])
 
 
