@@ -238,9 +238,12 @@ def load_cluster(cluster: Cluster, rows: Rows, *, fetch_size: int = 10) -> None:
             conn.execute(f"ANALYZE {TABLE}")
 
 
-def build_indexes(conn: psycopg.Connection, ams: Iterable[str], *, exact_sparse: bool = False) -> dict[str, float]:
+def build_indexes(conn: psycopg.Connection, ams: Iterable[str], *, exact_sparse: bool = False,
+                  maintenance_work_mem: str | None = None) -> dict[str, float]:
     """CREATE INDEX of each access method on ``docs``; seconds per index."""
     took: dict[str, float] = {}
+    if maintenance_work_mem:
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem)))
     for am in ams:
         column, _ = ACCESS_METHODS[am]
         with_ = f" WITH ({EXACT_SPARSE_RELOPTIONS})" if am == "sparse_block" and exact_sparse else ""
@@ -423,6 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--scale", default="10000,100000", help="row counts for the growth table (comma separated)")
     ap.add_argument("--mv-scale", default="1000,3000", help="row counts for multivec_fde (token sets are large)")
+    ap.add_argument("--scale-ams", default="binary_scan,sparse_block",
+                    help="access methods of the growth table at --scale rows (multivec_fde: --mv-scale)")
+    ap.add_argument("--build-mwm", default="2GB",
+                    help="maintenance_work_mem of the growth table's builds (sparse_block holds its documents in "
+                         "memory: BM25 rows need about 1.1 kB each)")
     ap.add_argument("--corpus", type=int, default=2000, help="real passages the rows are grown from")
     ap.add_argument("--tokens", default="minilm", choices=["minilm", "fake"],
                     help="token encoder of the multivec_fde rows (bench/mvtokens; 'fake' is for smoke runs only)")
@@ -506,7 +514,7 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
 
     # growth per access method on one server
     scale_rows: list[dict[str, Any]] = []
-    sizes = {am: [int(x) for x in args.scale.split(",") if x] for am in ams}
+    sizes = {am: [int(x) for x in args.scale.split(",") if x] for am in args.scale_ams.split(",") if am}
     sizes["multivec_fde"] = [int(x) for x in args.mv_scale.split(",") if x]
     for am, ns in sizes.items():
         for n in ns:
@@ -529,7 +537,7 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                     t0 = time.perf_counter()
                     copy_rows(conn, rows)
                     load_s = time.perf_counter() - t0
-                    build_s = build_indexes(conn, [am])[am]
+                    build_s = build_indexes(conn, [am], maintenance_work_mem=args.build_mwm)[am]
                     mb = _index_mb(conn, am)
                 forced = {"enable_seqscan": "off"}
                 lat = _latencies(c.coordinator.url, am, data.queries[am], args.reps, forced)

@@ -502,8 +502,6 @@ typedef struct SblockScratch
 	int32	   *termCount;		/* dense term -> centroids containing it */
 	int32	   *touchedTerms;
 	float	   *acc;			/* dense term -> running max (summaries) */
-	uint32	   *accStamp;		/* dense term -> the block that last touched it */
-	uint32		stamp;
 	int32	   *accTouched;
 	float	   *score;			/* centroid -> dot product */
 	uint32	   *scoreStamp;		/* centroid -> the assignment that last touched it */
@@ -967,16 +965,14 @@ SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 	/*
 	 * Branch-free: values are non-negative and acc[] is zero outside the
 	 * block being summarized, so a max needs no test, and a term joins the
-	 * touched list when its stamp is not this block's.
+	 * touched list when its accumulator is still zero.
 	 */
 	/*
 	 * The scratch arrays in locals: built with -fno-strict-aliasing, the
 	 * compiler otherwise reloads S's fields after every store of the loop.
 	 */
 	int32	   *touched = S->accTouched;
-	uint32	   *accStamp = S->accStamp;
 	float	   *acc = S->acc;
-	uint32		stamp = ++S->stamp;
 
 	for (int i = 0; i < ndocs; i++)
 	{
@@ -1002,11 +998,12 @@ SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 		for (; dc < dend; dc++)
 		{
 			int32		dt = dc->comp;
+			float		old = acc[dt];
 
+			/* a term joins at its first non-zero value (zeros add nothing) */
 			touched[nt] = dt;
-			nt += accStamp[dt] != stamp;
-			accStamp[dt] = stamp;
-			acc[dt] = Max(acc[dt], dc->value);
+			nt += (old == 0) & (dc->value > 0);
+			acc[dt] = Max(old, dc->value);
 		}
 	}
 	cv = S->summary;
@@ -1211,7 +1208,6 @@ SblockScratchInit(SblockScratch *S, const SblockLists *L, int maxLen)
 	S->touchedTerms = palloc_extended(sizeof(int32) * nterms, MCXT_ALLOC_HUGE);
 	S->acc = palloc_extended(sizeof(float) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	S->accTouched = palloc_extended(sizeof(int32) * (nterms + 1), MCXT_ALLOC_HUGE);
-	S->accStamp = palloc_extended(sizeof(uint32) * nterms, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	S->score = palloc0(sizeof(float) * Max(maxLen, 1));
 	S->scoreTouched = palloc(sizeof(int32) * (Max(maxLen, 1) + 1));
 	S->scoreStamp = palloc0(sizeof(uint32) * Max(maxLen, 1));

@@ -55,6 +55,7 @@ typedef struct SblockScanOpaqueData
 	float	   *qval;
 	float	   *qdense;			/* the query scattered over its dimensions, or NULL */
 	float		qL1;			/* sum of |query values| */
+	int			qdim;			/* the query's dimensions (qdense's length) */
 	int			ncut;
 	int		   *cut;
 
@@ -71,6 +72,8 @@ typedef struct SblockScanOpaqueData
 	int64		nblocks;
 	int64		nskipped;
 	int64		nestimated;		/* block documents estimated from compact records */
+	int64		npages;			/* compact pages they were read from, each time the page changed */
+	BlockNumber lastPage;
 	int64		nscored;		/* documents scored exactly */
 	int64		nsummary;		/* summary components scored */
 
@@ -229,6 +232,7 @@ SblockStartScan(IndexScanDesc scan)
 					 errmsg("sparse_block index expects sparsevec of %d dimensions, got %d",
 							so->meta.dim, q->dim)));
 		so->qnnz = q->nnz;
+		so->qdim = q->dim;
 		so->qidx = palloc(sizeof(int32) * Max(q->nnz, 1));
 		so->qval = palloc(sizeof(float) * Max(q->nnz, 1));
 		memcpy(so->qidx, q->indices, sizeof(int32) * q->nnz);
@@ -510,30 +514,26 @@ SblockListWord(SblockScanOpaque so, uint64 offset)
 }
 
 /*
- * Step 3, every block at once: the summaries' dot products with the full
- * query, from the list's component-major entries.  For each query
- * component found among the list's components (a galloping search, both
- * ascending), its run of (block, code) entries adds q to qsum[block] and
- * code * q to csum[block]; block b's estimate is then
- * min_b * qsum[b] + step_b * csum[b].
+ * The list's summary components that are query components, with their query
+ * values, in component order: a galloping search of the (ascending)
+ * component array for each query component, both ascending.  Each probe is
+ * a likely cache miss, so this suits lists with many components per query
+ * component; SblockMatchLinear suits the others.
  */
-static void
-SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
-			   const SblockListLayout *lay, float *qsum, float *csum)
+static int
+SblockMatchGallop(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
+				  const SblockListLayout *lay, uint32 *pos, float *qv)
 {
-	const SblockStream *s = &so->meta.postings;
 	int64		lo = 0;
+	int			n = 0;
 
 	for (int j = 0; j < so->qnnz && lo < lh->ncomps; j++)
 	{
 		uint32		qc = (uint32) so->qidx[j];
-		float		qv = so->qval[j];
 		int64		step = 1,
 					hi;
-		uint32		es,
-					ee;
 
-		if (qv == 0)
+		if (so->qval[j] == 0)
 			continue;
 		/* gallop to a range [lo, hi) holding qc if the list has it */
 		hi = lo;
@@ -555,12 +555,87 @@ SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
 		}
 		if (lo >= lh->ncomps || SblockListWord(so, base + lay->comps + 4 * (uint64) lo) != qc)
 			continue;
+		pos[n] = (uint32) lo;
+		qv[n] = so->qval[j];
+		n++;
+		lo++;
+	}
+	return n;
+}
 
-		es = SblockListWord(so, base + lay->compStart + 4 * (uint64) lo);
-		ee = SblockListWord(so, base + lay->compStart + 4 * (uint64) lo + 4);
+/*
+ * SblockMatchGallop by one sequential pass over the component array, each
+ * component looked up in the dense query: no dependent cache misses, and the
+ * hardware prefetcher streams the array.  Components are strictly ascending
+ * in a sound list, so at most qnnz match.
+ */
+static int
+SblockMatchLinear(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
+				  const SblockListLayout *lay, uint32 *pos, float *qv)
+{
+	const SblockStream *s = &so->meta.postings;
+	uint64		off = base + lay->comps;
+	int			n = 0;
+
+	for (uint32 k = 0; k < lh->ncomps;)
+	{
+		uint32		len = Min(lh->ncomps - k, (uint32) ((SBLOCK_PAGE_BYTES - off % SBLOCK_PAGE_BYTES) / 4));
+		const uint32 *w = (const uint32 *)
+			(PageGetContents(SblockReaderPinPage(&so->reader, s->start + (BlockNumber) (off / SBLOCK_PAGE_BYTES))) +
+			 off % SBLOCK_PAGE_BYTES);
+
+		for (uint32 i = 0; i < len; i++)
+		{
+			float		q;
+
+			if (w[i] >= (uint32) so->qdim)
+				SblockListCorrupted(so);
+			q = so->qdense[w[i]];
+			if (q != 0)
+			{
+				if (n == so->qnnz)
+					SblockListCorrupted(so);
+				pos[n] = k + i;
+				qv[n] = q;
+				n++;
+			}
+		}
+		k += len;
+		off += 4 * (uint64) len;
+	}
+	return n;
+}
+
+/*
+ * Step 3, every block at once: the summaries' dot products with the full
+ * query, from the list's component-major entries.  For each query
+ * component found among the list's components, its run of (block, code)
+ * entries adds q to qsum[block] and code * q to csum[block]; block b's
+ * estimate is then min_b * qsum[b] + step_b * csum[b].
+ */
+static void
+SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
+			   const SblockListLayout *lay, float *qsum, float *csum)
+{
+	const SblockStream *s = &so->meta.postings;
+	uint32	   *pos = palloc(sizeof(uint32) * Max(so->qnnz, 1));
+	float	   *qvs = palloc(sizeof(float) * Max(so->qnnz, 1));
+	int			nmatch;
+
+	/* a probe costs a cache miss, a linear step a fraction of one */
+	if (so->qdense != NULL && (uint64) lh->ncomps <= (uint64) so->qnnz * 64)
+		nmatch = SblockMatchLinear(so, base, lh, lay, pos, qvs);
+	else
+		nmatch = SblockMatchGallop(so, base, lh, lay, pos, qvs);
+
+	for (int m = 0; m < nmatch; m++)
+	{
+		float		qv = qvs[m];
+		uint32		es = SblockListWord(so, base + lay->compStart + 4 * (uint64) pos[m]);
+		uint32		ee = SblockListWord(so, base + lay->compStart + 4 * (uint64) pos[m] + 4);
+
 		if (ee < es || ee > lh->nentries)
 			SblockListCorrupted(so);
-		lo++;
 		while (es < ee)
 		{
 			uint64		off = base + lay->ent + 4 * (uint64) es;
@@ -581,6 +656,8 @@ SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
 			es += n;
 		}
 	}
+	pfree(pos);
+	pfree(qvs);
 }
 
 /* a block of the list being visited: where its postings are and its estimate */
@@ -633,6 +710,8 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 		BlockNumber blkno = s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES);
 		const char *rec;
 
+		so->npages += blkno != so->lastPage;
+		so->lastPage = blkno;
 		bufs[j] = SblockReaderPinExtra(&so->docReader, blkno);
 		rec = PageGetContents(BufferGetPage(bufs[j])) + offsets[j] % SBLOCK_PAGE_BYTES;
 		SblockPrefetch(rec);
@@ -898,9 +977,9 @@ sblockendscan(IndexScanDesc scan)
 	SblockScanOpaque so = (SblockScanOpaque) scan->opaque;
 
 	elog(DEBUG1, "sparse_block scan of \"%s\": %lld blocks (%lld summary components), %lld skipped, "
-		 "%lld documents estimated, %lld documents scored",
+		 "%lld documents estimated (%lld page changes), %lld documents scored",
 		 RelationGetRelationName(scan->indexRelation), (long long) so->nblocks, (long long) so->nsummary,
-		 (long long) so->nskipped, (long long) so->nestimated, (long long) so->nscored);
+		 (long long) so->nskipped, (long long) so->nestimated, (long long) so->npages, (long long) so->nscored);
 	SblockDenseRelease(so);
 	SblockReaderEnd(&so->reader);
 	SblockReaderEnd(&so->docReader);
