@@ -46,6 +46,7 @@ from .. import common as C
 
 SUITE = "sparse"
 SYSTEM_NAMES = ["seqscan", "pgsieve", "pyseismic", "pgvector_hnsw"]
+PHASES = ["seqscan", "pgsieve", "pyseismic", "retime", "pgvector_hnsw"]
 DISTS = ("bm25", "splade_like")
 DIST_TITLE = {"bm25": "BM25", "splade_like": "SPLADE-like"}
 TABLES = {"bm25": "bench_sparse_bm25", "splade_like": "bench_sparse_splade"}
@@ -59,6 +60,7 @@ HEAP_FACTORS = (0.6, 0.8, 0.9, 1.0)
 EF_SEARCH = [40, 100, 200, 400]
 HNSW_MAX_NNZ = 1000
 K = 10
+RETIME_PASSES = 3          # interleaved pgsieve/pyseismic passes after both sweeps (see retime())
 
 # BM25 and the synthetic recipes (recorded in every result file)
 BM25_K1, BM25_B = 1.2, 0.75
@@ -621,9 +623,9 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
         dd = dist_data(base, dist, n, qidx, int(a.seed), data_dir)
         states.append(_prepare_dist(ctx, url, base, dd, qidx, pgsieve_err, smeta))
     try:
-        for system in SYSTEM_NAMES:
+        for phase in PHASES:
             for _, tasks, _ in states:
-                tasks[system]()
+                tasks[phase]()
     finally:
         for _, _, close in states:
             close()
@@ -787,6 +789,8 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
     _drop_indexes(conn, table)
     queries = [_sv(dd.queries, i, dim) for i in range(dd.queries.rows)]
     knn = f"SELECT id FROM {table} ORDER BY emb <#> %(q)s LIMIT {K}"
+    # what retime() needs of the two sweeps: each row with the way to time it again
+    live: dict[str, list[tuple[dict[str, Any], Any]]] = {"pgsieve": [], "pyseismic": []}
 
     def guarded(system: str, fn) -> None:
         ctx.guarded(system, fn, lambda: _drop_indexes(conn, table), label=dist)
@@ -819,17 +823,18 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
         dhf = conn.execute("SELECT current_setting('pgsieve.sparse_heap_factor')").fetchone()[0]
         idx = ["SET enable_seqscan = off"]
         t = C.time_sql(url, knn, queries, setup=idx, expect_node=name)
-        add("pgsieve", {**BUILD, "query_cut": f"{dqc} (default)", "heap_factor": f"{dhf} (default)"}, t,
-            build_s, mb, timing="server+client", default=True)
+        r = add("pgsieve", {**BUILD, "query_cut": f"{dqc} (default)", "heap_factor": f"{dhf} (default)"}, t,
+                build_s, mb, timing="server+client", default=True)
+        live["pgsieve"].append((r, (idx, name)))
         for qc in QUERY_CUTS:
             for hf in HEAP_FACTORS:
                 if qc == DEFAULT_QC and hf == DEFAULT_HF:
                     continue   # the default row above
-                t = C.time_sql(url, knn, queries, expect_node=name,
-                               setup=idx + [f"SET pgsieve.sparse_query_cut = {qc}",
-                                            f"SET pgsieve.sparse_heap_factor = {hf}",
-                                            f"SET pgsieve.sparse_top_k = {K}"])
-                add("pgsieve", {"query_cut": qc, "heap_factor": hf}, t, build_s, mb, timing="server+client")
+                setup = idx + [f"SET pgsieve.sparse_query_cut = {qc}", f"SET pgsieve.sparse_heap_factor = {hf}",
+                               f"SET pgsieve.sparse_top_k = {K}"]
+                t = C.time_sql(url, knn, queries, expect_node=name, setup=setup)
+                r = add("pgsieve", {"query_cut": qc, "heap_factor": hf}, t, build_s, mb, timing="server+client")
+                live["pgsieve"].append((r, (setup, name)))
         # documents with > 1000 non-zeros: found through their self-queries (defaults), and through the bench queries
         if dd.long_ids:
             dmeta["long_docs_pgsieve"] = _long_doc_check(url, knn, idx, dd, long_truth, dim, t, truth, big)
@@ -871,17 +876,20 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
 
         cfg = {"threads": 1, "build_threads": BUILD_THREADS}
         t = timed(DEFAULT_QC, DEFAULT_HF)
-        add("pyseismic", {**BUILD, **cfg, "query_cut": DEFAULT_QC, "heap_factor": DEFAULT_HF, "sorted": True},
-            t, build_s, mb, timing="in-process", default=True)
+        r = add("pyseismic", {**BUILD, **cfg, "query_cut": DEFAULT_QC, "heap_factor": DEFAULT_HF, "sorted": True},
+                t, build_s, mb, timing="in-process", default=True)
+        live["pyseismic"].append((r, lambda: timed(DEFAULT_QC, DEFAULT_HF)))
         t = timed(DEFAULT_QC, DEFAULT_HF, False)
-        add("pyseismic", {**cfg, "query_cut": DEFAULT_QC, "heap_factor": DEFAULT_HF, "sorted": False},
-            t, build_s, mb, timing="in-process", purpose="block order as pgsieve (first list not sorted)")
+        r = add("pyseismic", {**cfg, "query_cut": DEFAULT_QC, "heap_factor": DEFAULT_HF, "sorted": False},
+                t, build_s, mb, timing="in-process", purpose="block order as pgsieve (first list not sorted)")
+        live["pyseismic"].append((r, lambda: timed(DEFAULT_QC, DEFAULT_HF, False)))
         for qc in QUERY_CUTS:
             for hf in HEAP_FACTORS:
                 if qc == DEFAULT_QC and hf == DEFAULT_HF:
                     continue
-                add("pyseismic", {**cfg, "query_cut": qc, "heap_factor": hf, "sorted": True}, timed(qc, hf),
-                    build_s, mb, timing="in-process")
+                r = add("pyseismic", {**cfg, "query_cut": qc, "heap_factor": hf, "sorted": True}, timed(qc, hf),
+                        build_s, mb, timing="in-process")
+                live["pyseismic"].append((r, lambda qc=qc, hf=hf: timed(qc, hf)))
         if dd.long_ids and long_truth is not None:
             got = []
             for i in range(dd.long_queries.rows):
@@ -927,8 +935,41 @@ def _prepare_dist(ctx: C.Context, url: str, base: Base, dd: DistData, qidx: list
         finally:
             _drop_indexes(conn, htable)
 
-    tasks = {"seqscan": seqscan, "pgsieve": pgsieve, "pyseismic": pyseismic, "pgvector_hnsw": hnsw}
+    # ------------------------------------------------------------ interleaved re-timing of pgsieve and pyseismic
+    def retime():
+        """This VM's speed drifts by up to 2x for minutes, and the sweeps above run minutes apart: every pgsieve and
+        pyseismic setting is timed RETIME_PASSES more times, the two systems' settings alternating, and each row
+        keeps its best pass (pgsieve's index still exists: HNSW, which may drop it, runs after)."""
+        pg, ps = live["pgsieve"], live["pyseismic"]
+        if not pg or not ps:
+            return
+        C.log(f"  re-timing {len(pg)} pgsieve and {len(ps)} pyseismic settings, {RETIME_PASSES} interleaved passes")
+        for _ in range(RETIME_PASSES):
+            for i in range(max(len(pg), len(ps))):
+                if i < len(pg):
+                    row, (setup, name) = pg[i]
+                    _keep_best(row, C.time_sql(url, knn, queries, setup=setup, expect_node=name, repeat=1))
+                if i < len(ps):
+                    row, again = ps[i]
+                    _keep_best(row, again())
+        for row, _ in pg + ps:
+            C.log(f"  {row['system']:14s} {C.fmt_config(row['config'])[:52]:52s} best p50={row['p50_ms']}ms "
+                  f"server_p50={row.get('server_p50_ms')}ms over passes {row.get('retime_p50_ms')}")
+        pg.clear()
+        ps.clear()   # the pyseismic index goes with its timing closures
+
+    tasks = {"seqscan": seqscan, "pgsieve": pgsieve, "pyseismic": pyseismic, "retime": retime,
+             "pgvector_hnsw": hnsw}
     return rows, {k: (lambda k=k, f=f: guarded(k, f)) for k, f in tasks.items()}, conn.close
+
+
+def _keep_best(row: dict[str, Any], t: C.Timed) -> None:
+    """Fold a re-timing pass into row: its client and server figures each come from their lowest-median pass."""
+    row.setdefault("retime_p50_ms", []).append(round(t.p50, 4))
+    if t.p50 < row["p50_ms"]:
+        row["p50_ms"], row["p95_ms"], row["qps"] = round(t.p50, 4), round(t.p95, 4), round(t.qps, 2)
+    if t.server_p50 is not None and row.get("server_p50_ms") is not None and t.server_p50 < row["server_p50_ms"]:
+        row["server_p50_ms"], row["server_p95_ms"] = round(t.server_p50, 4), round(t.server_p95, 4)
 
 
 def _quiet(fn):
@@ -1294,6 +1335,9 @@ def write_markdown(meta: dict[str, Any], rows: list[dict[str, Any]], md: Path) -
             "- Latency: one client, warm (one warm-up pass), prepared statements. *exec* = server `Execution Time` "
             "of `EXPLAIN (ANALYZE, TIMING OFF)` for SQL systems and the in-process time of one `SeismicIndex.search` "
             "call (one thread, including its token-string lookup) for pyseismic; *client* = psycopg round trip. "
+            f"After both sweeps every pgsieve and pyseismic setting is timed {RETIME_PASSES} more times, the two "
+            "systems' settings alternating, and each keeps its best pass: the sweeps run minutes apart and this VM's "
+            "speed drifts by up to 2× for minutes. "
             f"pyseismic build: `build_from_dataset(num_threads={BUILD_THREADS})` (the two processes the SQL builds get); its index MB is the serialized file size.",
             "- BM25 vectors: `pgsieve.encoders.bm25.BM25Encoder` (k1 = 1.2, b = 0.75, MiniLM WordPiece ids, "
             "punctuation dropped), statistics of the real passages; idf on the query side.",

@@ -504,8 +504,6 @@ typedef struct SblockScratch
 	float	   *acc;			/* dense term -> running max (summaries) */
 	int32	   *accTouched;
 	float	   *score;			/* centroid -> dot product */
-	uint32	   *scoreStamp;		/* centroid -> the assignment that last touched it */
-	uint32		scoreStampNow;
 	int32	   *scoreTouched;
 	int		   *assign;			/* position in list -> centroid */
 	int		   *clusterSize;
@@ -614,9 +612,7 @@ SblockBestCentroid(const SblockLists *L, SblockScratch *S,
 
 		/* locals, not S's fields: see SblockSummarize */
 		int32	   *touched = S->scoreTouched;
-		uint32	   *scoreStamp = S->scoreStamp;
 		float	   *score = S->score;
-		uint32		now = ++S->scoreStampNow;
 
 		for (int64 i = L->topStart[doc]; i < L->topStart[doc + 1]; i++)
 		{
@@ -631,12 +627,17 @@ SblockBestCentroid(const SblockLists *L, SblockScratch *S,
 			for (int32 e = e0; e < e1; e++)
 			{
 				int			j = entries[e].centroid;
+				float		p = dv * entries[e].value;
+				float		old = score[j];
 
-				/* branch-free touched list: a centroid joins at its first hit */
+				/*
+				 * Branch-free touched list: values are non-negative, so a
+				 * score is zero until the centroid's first non-zero product,
+				 * when it joins (zero products add nothing).
+				 */
 				touched[nt] = j;
-				nt += scoreStamp[j] != now;
-				scoreStamp[j] = now;
-				score[j] += dv * entries[e].value;
+				nt += (old == 0) & (p > 0);
+				score[j] = old + p;
 			}
 		}
 		for (int i = 0; i < nt; i++)
@@ -1210,7 +1211,6 @@ SblockScratchInit(SblockScratch *S, const SblockLists *L, int maxLen)
 	S->accTouched = palloc_extended(sizeof(int32) * (nterms + 1), MCXT_ALLOC_HUGE);
 	S->score = palloc0(sizeof(float) * Max(maxLen, 1));
 	S->scoreTouched = palloc(sizeof(int32) * (Max(maxLen, 1) + 1));
-	S->scoreStamp = palloc0(sizeof(uint32) * Max(maxLen, 1));
 	S->assign = palloc(sizeof(int) * Max(maxLen, 1));
 	S->clusterSize = palloc(sizeof(int) * Max(maxLen, 1));
 	S->alive = palloc(sizeof(bool) * Max(maxLen, 1));
