@@ -292,32 +292,27 @@ def test_sparse_dense_estimate_compact(level: int, n: int, wide: bool) -> None:
     assert abs(s - exact) <= 2.0 * (n + 4) * 5.97e-8 * m + 1e-30
 
 
+def _estimate_levels_agree(idx: np.ndarray, val: np.ndarray, q: np.ndarray) -> None:
+    """Every level's estimate equals the float64 dot product (to float32 rounding)."""
+    ref = float(np.dot(val.astype(np.float64), q[idx.astype(np.int64)].astype(np.float64)))
+    for lvl in LEVELS:
+        with K.using_level(lvl):
+            s, _ = K.sparse_dense_estimate(idx, val, q)
+        assert s == pytest.approx(ref, rel=1e-5, abs=1e-5), lvl
+
+
 def test_sparse_dense_estimate_levels_agree_and_check_input() -> None:
     rng = np.random.default_rng(5)
     q = rng.standard_normal(1000).astype(np.float32)
     idx = np.arange(0, 1000, 7, dtype=np.int32)
     val = rng.standard_normal(idx.shape[0]).astype(np.float32)
-    got = []
-    for lvl in LEVELS:
-        with K.using_level(lvl):
-            got.append(K.sparse_dense_estimate(idx, val, q))
-    ref = float(np.dot(val.astype(np.float64), q[idx].astype(np.float64)))
-    for s, m in got:
-        assert s == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    _estimate_levels_agree(idx, val, q)
     with pytest.raises(ValueError, match="indices must lie"):
         K.sparse_dense_estimate(np.array([1000], np.int32), np.array([1.0], np.float32), q)
     with pytest.raises(ValueError, match="int32, uint16 or uint32"):
         K.sparse_dense_estimate(np.array([1], np.int64), np.array([1.0], np.float32), q)
     with pytest.raises(ValueError, match="indices must lie"):
         K.sparse_dense_estimate(np.array([1000], np.uint16), np.array([1.0], np.float16), q)
-    idx16 = idx.astype(np.uint16)
-    val16 = val.astype(np.float16)
-    got16 = []
-    for lvl in LEVELS:
-        with K.using_level(lvl):
-            got16.append(K.sparse_dense_estimate(idx16, val16, q))
-    ref16 = float(np.dot(val16.astype(np.float64), q[idx].astype(np.float64)))
-    for s, m in got16:
-        assert s == pytest.approx(ref16, rel=1e-5, abs=1e-5)
+    _estimate_levels_agree(idx.astype(np.uint16), val.astype(np.float16), q)
     with pytest.raises(ValueError):
         K.sparse_dense_estimate(np.array([1, 2], np.int32), np.array([1.0], np.float32), q)

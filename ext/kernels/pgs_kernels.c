@@ -310,6 +310,24 @@ sparse_dense_est_scalar(const int32_t *idx, const float *val, size_t n, const fl
 }
 
 /*
+ * The uint16- and uint32-index entry points of a level's compact estimate:
+ * its always-inlined body specialised on the index width.
+ */
+#define DEFINE_EST_H_ENTRIES(SUFFIX, ATTR) \
+ATTR static void \
+sparse_dense_est_h16_##SUFFIX(const void *idx, const uint16_t *val, size_t n, const float *q, \
+							  float *sum, float *abssum) \
+{ \
+	sparse_dense_est_h_##SUFFIX(idx, 0, val, n, q, sum, abssum); \
+} \
+ATTR static void \
+sparse_dense_est_h32_##SUFFIX(const void *idx, const uint16_t *val, size_t n, const float *q, \
+							  float *sum, float *abssum) \
+{ \
+	sparse_dense_est_h_##SUFFIX(idx, 1, val, n, q, sum, abssum); \
+}
+
+/*
  * sparse_dense_est_scalar over a compact vector: uint16 (wide = 0) or uint32
  * components and float16 values.  The two index widths are the same loop,
  * specialised by the constant argument of an always-inlined body.
@@ -347,19 +365,7 @@ sparse_dense_est_h_scalar(const void *idx, int wide, const uint16_t *val, size_t
 	*abssum = m0 + m1;
 }
 
-static void
-sparse_dense_est_h16_scalar(const void *idx, const uint16_t *val, size_t n, const float *q,
-							float *sum, float *abssum)
-{
-	sparse_dense_est_h_scalar(idx, 0, val, n, q, sum, abssum);
-}
-
-static void
-sparse_dense_est_h32_scalar(const void *idx, const uint16_t *val, size_t n, const float *q,
-							float *sum, float *abssum)
-{
-	sparse_dense_est_h_scalar(idx, 1, val, n, q, sum, abssum);
-}
+DEFINE_EST_H_ENTRIES(scalar, NOATTR)
 
 static float
 l2sq_f32_scalar(const float *a, const float *b, size_t n)
@@ -634,19 +640,7 @@ sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n
 	*abssum = m;
 }
 
-AVX2_ATTR static void
-sparse_dense_est_h16_avx2(const void *idx, const uint16_t *val, size_t n, const float *q,
-						  float *sum, float *abssum)
-{
-	sparse_dense_est_h_avx2(idx, 0, val, n, q, sum, abssum);
-}
-
-AVX2_ATTR static void
-sparse_dense_est_h32_avx2(const void *idx, const uint16_t *val, size_t n, const float *q,
-						  float *sum, float *abssum)
-{
-	sparse_dense_est_h_avx2(idx, 1, val, n, q, sum, abssum);
-}
+DEFINE_EST_H_ENTRIES(avx2, AVX2_ATTR)
 
 AVX2_ATTR static float
 dot_f16_avx2(const uint16_t *a, const uint16_t *b, size_t n)
@@ -1041,19 +1035,7 @@ sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t
 	*abssum = _mm512_reduce_add_ps(mag);
 }
 
-AVX512_ATTR static void
-sparse_dense_est_h16_avx512(const void *idx, const uint16_t *val, size_t n, const float *q,
-							float *sum, float *abssum)
-{
-	sparse_dense_est_h_avx512(idx, 0, val, n, q, sum, abssum);
-}
-
-AVX512_ATTR static void
-sparse_dense_est_h32_avx512(const void *idx, const uint16_t *val, size_t n, const float *q,
-							float *sum, float *abssum)
-{
-	sparse_dense_est_h_avx512(idx, 1, val, n, q, sum, abssum);
-}
+DEFINE_EST_H_ENTRIES(avx512, AVX512_ATTR)
 
 #else							/* !PGS_X86 */
 
