@@ -17,7 +17,7 @@
  *                    blocks (clusters of similar documents), each with an
  *                    8-bit quantized alpha-mass summary (coordinate-wise max
  *                    of the block's documents) and its postings
- *                    (ordinal, forward offset);
+ *                    (ordinal, compact record offset);
  *   directory        sorted (term, list offset, list bytes) entries;
  *   tail stream      documents inserted after the build, unclustered and
  *                    scored exhaustively by every scan; REINDEX clusters them.
