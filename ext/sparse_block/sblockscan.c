@@ -153,13 +153,18 @@ static void *dense_owner = NULL;
 static float *
 SblockDenseAcquire(SblockScanOpaque so, int dim)
 {
+	/*
+	 * At least 65,536 entries: a 16-bit compact index then always lands
+	 * inside the array (on a zero past dim), even in a damaged record.
+	 */
+	dim = Max(dim, 65536);
 	if (dense_owner != NULL)
-		return MemoryContextAllocZero(so->queryCtx, sizeof(float) * Max(dim, 1));
+		return MemoryContextAllocZero(so->queryCtx, sizeof(float) * dim);
 	if (dense_cap < dim)
 	{
 		if (dense_buf)
 			pfree(dense_buf);
-		dense_buf = MemoryContextAllocZero(TopMemoryContext, sizeof(float) * Max(dim, 1));
+		dense_buf = MemoryContextAllocZero(TopMemoryContext, sizeof(float) * dim);
 		dense_cap = dim;
 	}
 	dense_owner = so;
