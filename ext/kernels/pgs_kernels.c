@@ -318,23 +318,24 @@ ATTR static void \
 sparse_dense_est_h16_##SUFFIX(const void *idx, const uint16_t *val, size_t n, const float *q, \
 							  float *sum, float *abssum) \
 { \
-	sparse_dense_est_h_##SUFFIX(idx, 0, val, n, q, sum, abssum); \
+	sparse_dense_est_body_##SUFFIX(idx, 0, val, 1, n, q, sum, abssum); \
 } \
 ATTR static void \
 sparse_dense_est_h32_##SUFFIX(const void *idx, const uint16_t *val, size_t n, const float *q, \
 							  float *sum, float *abssum) \
 { \
-	sparse_dense_est_h_##SUFFIX(idx, 1, val, n, q, sum, abssum); \
+	sparse_dense_est_body_##SUFFIX(idx, 1, val, 1, n, q, sum, abssum); \
 }
 
 /*
  * sparse_dense_est_scalar over a compact vector: uint16 (wide = 0) or uint32
- * components and float16 values.  The two index widths are the same loop,
- * specialised by the constant argument of an always-inlined body.
+ * components and float16 values (half is always 1 here: the float32 scalar
+ * kernel above keeps its own loop, the reference order).  The two index
+ * widths are the same loop, specialised by the constant argument.
  */
 static inline void
-sparse_dense_est_h_scalar(const void *idx, int wide, const uint16_t *val, size_t n,
-						  const float *q, float *sum, float *abssum)
+sparse_dense_est_body_scalar(const void *idx, int wide, const uint16_t *val, int half, size_t n,
+							 const float *q, float *sum, float *abssum)
 {
 	const uint16_t *i16 = (const uint16_t *) idx;
 	const uint32_t *i32 = (const uint32_t *) idx;
@@ -499,39 +500,6 @@ dot_f32_avx2(const float *a, const float *b, size_t n)
 	return s;
 }
 
-/* sparse_dense_est_scalar with eight-lane gathers */
-AVX2_ATTR static void
-sparse_dense_est_avx2(const int32_t *idx, const float *val, size_t n, const float *q,
-					  float *sum, float *abssum)
-{
-	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	__m256		acc = _mm256_setzero_ps(),
-				mag = _mm256_setzero_ps();
-	size_t		i = 0;
-	float		s,
-				m;
-
-	for (; i + 8 <= n; i += 8)
-	{
-		__m256		g = _mm256_i32gather_ps(q, _mm256_loadu_si256((const __m256i *) (idx + i)), 4);
-		__m256		p = _mm256_mul_ps(_mm256_loadu_ps(val + i), g);
-
-		acc = _mm256_add_ps(acc, p);
-		mag = _mm256_add_ps(mag, _mm256_and_ps(p, absmask));
-	}
-	s = hsum256_ps(acc);
-	m = hsum256_ps(mag);
-	for (; i < n; i++)
-	{
-		float		p = val[i] * q[idx[i]];
-
-		s += p;
-		m += fabsf(p);
-	}
-	*sum = s;
-	*abssum = m;
-}
-
 AVX2_ATTR static float
 l2sq_f32_avx2(const float *a, const float *b, size_t n)
 {
@@ -605,10 +573,15 @@ load_f16x8(const uint16_t *p)
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
 }
 
-/* sparse_dense_est_h_scalar with eight-lane gathers (F16C converts the values) */
+/*
+ * sparse_dense_est_scalar (half = 0: float32 values, int32 or uint32 indices
+ * as wide = 1) and its compact twin (half: float16 values, F16C converts
+ * them) with eight-lane gathers: one body, specialised by its constant
+ * arguments.
+ */
 AVX2_ATTR static inline __attribute__((always_inline)) void
-sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n,
-						const float *q, float *sum, float *abssum)
+sparse_dense_est_body_avx2(const void *idx, int wide, const void *val, int half, size_t n,
+						   const float *q, float *sum, float *abssum)
 {
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 	__m256		acc = _mm256_setzero_ps(),
@@ -621,7 +594,8 @@ sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n
 	{
 		__m256i		vi = wide ? _mm256_loadu_si256((const __m256i *) ((const uint32_t *) idx + i))
 			: _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) idx + i)));
-		__m256		p = _mm256_mul_ps(load_f16x8(val + i), _mm256_i32gather_ps(q, vi, 4));
+		__m256		v = half ? load_f16x8((const uint16_t *) val + i) : _mm256_loadu_ps((const float *) val + i);
+		__m256		p = _mm256_mul_ps(v, _mm256_i32gather_ps(q, vi, 4));
 
 		acc = _mm256_add_ps(acc, p);
 		mag = _mm256_add_ps(mag, _mm256_and_ps(p, absmask));
@@ -630,7 +604,7 @@ sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n
 	m = hsum256_ps(mag);
 	for (; i < n; i++)
 	{
-		float		p = f16_to_f32_scalar(val[i]) *
+		float		p = (half ? f16_to_f32_scalar(((const uint16_t *) val)[i]) : ((const float *) val)[i]) *
 			q[wide ? ((const uint32_t *) idx)[i] : ((const uint16_t *) idx)[i]];
 
 		s += p;
@@ -638,6 +612,13 @@ sparse_dense_est_h_avx2(const void *idx, int wide, const uint16_t *val, size_t n
 	}
 	*sum = s;
 	*abssum = m;
+}
+
+AVX2_ATTR static void
+sparse_dense_est_avx2(const int32_t *idx, const float *val, size_t n, const float *q,
+					  float *sum, float *abssum)
+{
+	sparse_dense_est_body_avx2(idx, 1, val, 0, n, q, sum, abssum);
 }
 
 DEFINE_EST_H_ENTRIES(avx2, AVX2_ATTR)
@@ -970,41 +951,10 @@ detect_level(void)
 	return level;
 }
 
-/* sparse_dense_est_scalar with sixteen-lane gathers; the tail is one masked step */
-AVX512_ATTR static void
-sparse_dense_est_avx512(const int32_t *idx, const float *val, size_t n, const float *q,
-						float *sum, float *abssum)
-{
-	__m512		acc = _mm512_setzero_ps(),
-				mag = _mm512_setzero_ps();
-	size_t		i = 0;
-
-	for (; i + 16 <= n; i += 16)
-	{
-		__m512		g = _mm512_i32gather_ps(_mm512_loadu_si512((const void *) (idx + i)), q, 4);
-		__m512		p = _mm512_mul_ps(_mm512_loadu_ps(val + i), g);
-
-		acc = _mm512_add_ps(acc, p);
-		mag = _mm512_add_ps(mag, _mm512_abs_ps(p));
-	}
-	if (i < n)
-	{
-		__mmask16	k = (__mmask16) ((1u << (n - i)) - 1);
-		__m512i		vi = _mm512_maskz_loadu_epi32(k, idx + i);
-		__m512		g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, vi, q, 4);
-		__m512		p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, val + i), g);
-
-		acc = _mm512_add_ps(acc, p);
-		mag = _mm512_add_ps(mag, _mm512_abs_ps(p));
-	}
-	*sum = _mm512_reduce_add_ps(acc);
-	*abssum = _mm512_reduce_add_ps(mag);
-}
-
-/* sparse_dense_est_h_avx2 with sixteen lanes; the tail is one masked step */
+/* sparse_dense_est_body_avx2 with sixteen lanes; the tail is one masked step */
 AVX512_ATTR static inline __attribute__((always_inline)) void
-sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t n,
-						  const float *q, float *sum, float *abssum)
+sparse_dense_est_body_avx512(const void *idx, int wide, const void *val, int half, size_t n,
+							 const float *q, float *sum, float *abssum)
 {
 	__m512		acc = _mm512_setzero_ps(),
 				mag = _mm512_setzero_ps();
@@ -1014,7 +964,8 @@ sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t
 	{
 		__m512i		vi = wide ? _mm512_loadu_si512((const void *) ((const uint32_t *) idx + i))
 			: _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) ((const uint16_t *) idx + i)));
-		__m512		v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (val + i)));
+		__m512		v = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) ((const uint16_t *) val + i)))
+			: _mm512_loadu_ps((const float *) val + i);
 		__m512		p = _mm512_mul_ps(v, _mm512_i32gather_ps(vi, q, 4));
 
 		acc = _mm512_add_ps(acc, p);
@@ -1025,7 +976,8 @@ sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t
 		__mmask16	k = (__mmask16) ((1u << (n - i)) - 1);
 		__m512i		vi = wide ? _mm512_maskz_loadu_epi32(k, (const uint32_t *) idx + i)
 			: _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, (const uint16_t *) idx + i));
-		__m512		v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, val + i));
+		__m512		v = half ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *) val + i))
+			: _mm512_maskz_loadu_ps(k, (const float *) val + i);
 		__m512		p = _mm512_mul_ps(v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, vi, q, 4));
 
 		acc = _mm512_add_ps(acc, p);
@@ -1033,6 +985,13 @@ sparse_dense_est_h_avx512(const void *idx, int wide, const uint16_t *val, size_t
 	}
 	*sum = _mm512_reduce_add_ps(acc);
 	*abssum = _mm512_reduce_add_ps(mag);
+}
+
+AVX512_ATTR static void
+sparse_dense_est_avx512(const int32_t *idx, const float *val, size_t n, const float *q,
+						float *sum, float *abssum)
+{
+	sparse_dense_est_body_avx512(idx, 1, val, 0, n, q, sum, abssum);
 }
 
 DEFINE_EST_H_ENTRIES(avx512, AVX512_ATTR)
