@@ -55,6 +55,8 @@ typedef struct SblockScanOpaqueData
 	float	   *qval;
 	float	   *qdense;			/* the query scattered over its dimensions, or NULL */
 	float		qL1;			/* sum of |query values| */
+	uint32	   *matchPos;		/* SblockListDots' scratch: qnnz entries each */
+	float	   *matchQv;
 	int			qdim;			/* the query's dimensions (qdense's length) */
 	int			ncut;
 	int		   *cut;
@@ -242,6 +244,8 @@ SblockStartScan(IndexScanDesc scan)
 		so->qval = palloc(sizeof(float) * Max(q->nnz, 1));
 		memcpy(so->qidx, q->indices, sizeof(int32) * q->nnz);
 		memcpy(so->qval, PGV_SPARSEVEC_VALUES(q), sizeof(float) * q->nnz);
+		so->matchPos = palloc(sizeof(uint32) * Max(q->nnz, 1));
+		so->matchQv = palloc(sizeof(float) * Max(q->nnz, 1));
 		so->qL1 = 0;
 		for (int i = 0; i < q->nnz; i++)
 			so->qL1 += fabsf(so->qval[i]);
@@ -623,8 +627,8 @@ SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
 			   const SblockListLayout *lay, float *qsum, float *csum)
 {
 	const SblockStream *s = &so->meta.postings;
-	uint32	   *pos = palloc(sizeof(uint32) * Max(so->qnnz, 1));
-	float	   *qvs = palloc(sizeof(float) * Max(so->qnnz, 1));
+	uint32	   *pos = so->matchPos;
+	float	   *qvs = so->matchQv;
 	int			nmatch;
 
 	/* a probe costs a cache miss, a linear step a fraction of one */
@@ -661,8 +665,6 @@ SblockListDots(SblockScanOpaque so, uint64 base, const SblockListHeader *lh,
 			es += n;
 		}
 	}
-	pfree(pos);
-	pfree(qvs);
 }
 
 /* a block of the list being visited: where its postings are and its estimate */
