@@ -18,8 +18,9 @@
  *               within pgvector's limit, the record within the stream, a
  *               valid heap TID, indices ascending and below dim, values
  *               finite and non-negative; the stream ends with the last one;
- *   compact     one record per build document, in ordinal order, placed
- *               as the build places them (SblockCompactPlace), each exactly
+ *   compact     (during the forward walk) one record per build document, in
+ *               ordinal order, placed as the build places them
+ *               (SblockCompactPlace), each exactly
  *               the encoding of its forward record (SblockCompactEncode:
  *               its offset, nnz, exponent, indices, float16 values and
  *               padding); the stream ends with the last one;
@@ -62,7 +63,10 @@ typedef struct SblockCheck
 	SblockReader reader;
 	/* per build document (ordinal), from the forward walk */
 	uint64	   *docOffset;
-	uint64	   *docCompact;		/* its compact record, from the compact walk */
+	uint64	   *docCompact;		/* its compact record, checked with its forward record */
+	uint64		compactEnd;		/* where the compact records placed so far end */
+	char	   *want;			/* compact record scratch: the expected encoding, the stored one */
+	char	   *got;
 	uint16	   *docNnz;
 	uint32	   *docList;		/* last list (1-based) that posted it */
 	/* scratch */
@@ -225,6 +229,33 @@ SblockCheckPages(SblockCheck *c, Page page)
 	}
 }
 
+/*
+ * Build document ordinal's compact record, checked while its forward record
+ * (indices, values) is at hand: placed where the build places it after the
+ * previous one, and exactly what SblockCompactEncode makes of the forward
+ * record.
+ */
+static void
+SblockCheckCompactRecord(SblockCheck *c, uint32 ordinal, uint64 forwardOffset, const int32 *indices,
+						 const float *values, uint32 nnz)
+{
+	const SblockStream *s = &c->meta.compact;
+	bool		wide = c->meta.compactWide != 0;
+	Size		bytes = SblockCompactBytes(nnz, wide);
+	uint64		offset = SblockCompactPlace(c->compactEnd, bytes);
+
+	if (offset + bytes > s->bytes)
+		PgsCheckCorrupt(c->st, StreamBlock(s, offset), "the compact stream ends after %u of its %u records",
+						ordinal, c->meta.ndocs);
+	SblockCompactEncode(indices, values, (int) nnz, wide, (uint32) (forwardOffset / 8), c->want);
+	SblockReaderRead(&c->reader, s, offset, c->got, bytes);
+	if (memcmp(c->want, c->got, bytes) != 0)
+		PgsCheckCorrupt(c->st, StreamBlock(s, offset), "compact record of document %u (byte " UINT64_FORMAT
+						") does not encode its forward record", ordinal, offset);
+	c->docCompact[ordinal] = offset;
+	c->compactEnd = offset + bytes;
+}
+
 /* Walk the n records of the forward stream (forward) or the tail. */
 static void
 SblockCheckRecords(SblockCheck *c, const SblockStream *s, uint32 n, bool forward)
@@ -297,6 +328,7 @@ SblockCheckRecords(SblockCheck *c, const SblockStream *s, uint32 n, bool forward
 		{
 			c->docOffset[i] = offset;
 			c->docNnz[i] = (uint16) hdr.nnz;
+			SblockCheckCompactRecord(c, i, offset, indices, values, hdr.nnz);
 		}
 		if (hdr.flags & SBLOCK_DOC_DELETED)
 			c->deleted++;
@@ -316,6 +348,9 @@ SblockCheckRecords(SblockCheck *c, const SblockStream *s, uint32 n, bool forward
 	if ((n == 0 && s->bytes != 0) || (n > 0 && offset != s->bytes))
 		PgsCheckCorrupt(st, StreamBlock(s, offset), "the %s has " UINT64_FORMAT " bytes, its records end at " UINT64_FORMAT,
 						what, s->bytes, offset);
+	if (forward && c->compactEnd != c->meta.compact.bytes)
+		PgsCheckCorrupt(st, StreamBlock(&c->meta.compact, c->compactEnd), "the compact stream has " UINT64_FORMAT
+						" bytes, its records end at " UINT64_FORMAT, c->meta.compact.bytes, c->compactEnd);
 }
 
 /* Does the build document at ordinal hold component term? */
@@ -436,49 +471,6 @@ SblockCheckList(SblockCheck *c, const SblockDirEntry *d, uint32 e, const char *l
 	c->blocks += h->nblocks;
 }
 
-/* The compact stream: each build document's record, as SblockCompactEncode makes it. */
-static void
-SblockCheckCompact(SblockCheck *c)
-{
-	PgsCheckState *st = c->st;
-	const SblockStream *s = &c->meta.compact;
-	bool		wide = c->meta.compactWide != 0;
-	Size		maxBytes = SblockCompactBytes(SBLOCK_MAX_NNZ, true);
-	char	   *want = palloc(maxBytes);
-	char	   *got = palloc(maxBytes);
-	uint64		offset = 0;
-
-	for (uint32 i = 0; i < c->meta.ndocs; i++)
-	{
-		uint32		nnz = c->docNnz[i];
-		Size		bytes = SblockCompactBytes(nnz, wide);
-
-		if ((i & 255) == 0)
-			CHECK_FOR_INTERRUPTS();
-		offset = SblockCompactPlace(offset, bytes);
-		if (offset + bytes > s->bytes)
-			PgsCheckCorrupt(st, StreamBlock(s, offset), "the compact stream ends after %u of its %u records",
-							i, c->meta.ndocs);
-		SblockCheckBuf(c, (Size) nnz * 8);
-		if (nnz > 0)
-			SblockReaderRead(&c->reader, &c->meta.forward, c->docOffset[i] + SBLOCK_DOC_HEADER_SIZE, c->buf,
-							 (Size) nnz * 8);
-		SblockCompactEncode((const int32 *) c->buf, (const float *) (c->buf + (Size) nnz * 4), (int) nnz, wide,
-							(uint32) (c->docOffset[i] / 8), want);
-		SblockReaderRead(&c->reader, s, offset, got, bytes);
-		if (memcmp(want, got, bytes) != 0)
-			PgsCheckCorrupt(st, StreamBlock(s, offset), "compact record of document %u (byte " UINT64_FORMAT
-							") does not encode its forward record", i, offset);
-		c->docCompact[i] = offset;
-		offset += bytes;
-	}
-	if (offset != s->bytes)
-		PgsCheckCorrupt(st, StreamBlock(s, offset), "the compact stream has " UINT64_FORMAT
-						" bytes, its records end at " UINT64_FORMAT, s->bytes, offset);
-	pfree(want);
-	pfree(got);
-}
-
 static void
 SblockCheckLists(SblockCheck *c)
 {
@@ -543,13 +535,14 @@ SblockCheckIndex(PgsCheckState *st)
 	n = Max((Size) c->meta.ndocs, 1);
 	c->docOffset = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint64) * n);
 	c->docCompact = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint64) * n);
+	c->want = palloc(SblockCompactBytes(SBLOCK_MAX_NNZ, true));
+	c->got = palloc(SblockCompactBytes(SBLOCK_MAX_NNZ, true));
 	c->docNnz = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint16) * n);
 	c->docList = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(uint32) * n);
 	memset(c->docList, 0, sizeof(uint32) * n);
 
 	SblockReaderInit(&c->reader, st->index);
 	SblockCheckRecords(c, &c->meta.forward, c->meta.ndocs, true);
-	SblockCheckCompact(c);
 	SblockCheckLists(c);
 	SblockCheckRecords(c, &c->meta.tail, c->meta.tailDocs, false);
 	SblockReaderEnd(&c->reader);
@@ -564,6 +557,8 @@ SblockCheckIndex(PgsCheckState *st)
 
 	pfree(c->docOffset);
 	pfree(c->docCompact);
+	pfree(c->want);
+	pfree(c->got);
 	pfree(c->docNnz);
 	pfree(c->docList);
 	c->docOffset = NULL;
