@@ -80,13 +80,21 @@ def _build(c: psycopg.Connection, options: str, workers: int, how: str = "CREATE
     return [int(m.group(1)) for n in notices if (m := LAUNCHED.search(n))]
 
 
+# the meta page's buildNonce (SblockMetaPageData, after the 24-byte page header): random per build
+NONCE = slice(24 + 132, 24 + 136)
+
+
 def _pages(c: psycopg.Connection, index: str = "sp_idx") -> list[bytes]:
-    """Every page of the index, its LSN (bytes 0-7) and checksum (8-9) zeroed."""
+    """Every page of the index, its LSN (bytes 0-7) and checksum (8-9) zeroed, and the meta page's build nonce."""
     n = c.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", (index,)).fetchone()[0]
     pages = []
     for b in range(n):
-        raw = bytes(c.execute("SELECT get_raw_page(%s, %s)", (index, b)).fetchone()[0])
-        pages.append(bytes(10) + raw[10:])
+        raw = bytearray(c.execute("SELECT get_raw_page(%s, %s)", (index, b)).fetchone()[0])
+        raw[:10] = bytes(10)
+        if b == 0:
+            assert raw[NONCE] != bytes(4), "a build writes a nonzero nonce"
+            raw[NONCE] = bytes(4)
+        pages.append(bytes(raw))
     return pages
 
 

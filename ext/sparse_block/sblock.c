@@ -69,6 +69,13 @@ SblockInit(void)
 							"Set it to the query's LIMIT; if more rows are wanted, later rounds double it.",
 							&sblock_top_k, SBLOCK_DEFAULT_TOP_K, 1, 1000000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgsieve.sparse_cache_mb",
+							"Memory per backend for local copies of sparse_block indexes' compact pages (0: none).",
+							"Scans then estimate documents from plain memory instead of pinning shared buffers; "
+							"only pages a scan touched are copied, and an index too large for it is read "
+							"through shared buffers.",
+							&sblock_cache_mb, SBLOCK_DEFAULT_CACHE_MB, 0, INT_MAX / 2,
+							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
 }
 
 static bytea *

@@ -94,6 +94,7 @@
 #define SBLOCK_DEFAULT_QUERY_CUT		10
 #define SBLOCK_DEFAULT_HEAP_FACTOR		0.8
 #define SBLOCK_DEFAULT_TOP_K			10
+#define SBLOCK_DEFAULT_CACHE_MB			128
 
 typedef struct SblockPageOpaqueData
 {
@@ -134,7 +135,7 @@ typedef struct SblockMetaPageData
 	int32		docCut;
 	SblockStream compact;		/* between forward and postings */
 	int32		compactWide;	/* compact indices are uint32 (dim > 65,536), else uint16 */
-	int32		unused;
+	uint32		buildNonce;		/* random, nonzero, per build: names the build for local caches (0: none) */
 } SblockMetaPageData;
 
 typedef SblockMetaPageData *SblockMetaPage;
@@ -266,6 +267,7 @@ typedef struct SblockDoc
 extern int	sblock_query_cut;
 extern double sblock_heap_factor;
 extern int	sblock_top_k;
+extern int	sblock_cache_mb;
 
 /* sblock.c */
 extern void SblockInit(void);
@@ -323,6 +325,12 @@ extern bool SblockReadDoc(SblockReader *r, const SblockStream *s, uint64 offset,
 extern uint64 SblockCompactPlace(uint64 offset, Size bytes);
 extern Size SblockCompactEncode(const int32 *indices, const float *values, int nnz, bool wide,
 								uint32 forward8, char *out);
+
+/* sblockcache.c: backend-local copies of compact streams */
+typedef struct SblockCacheSlot SblockCacheSlot;
+extern SblockCacheSlot *SblockCacheFor(Relation index, const SblockMetaPageData *meta, uint64 *gen);
+extern bool SblockCacheValid(const SblockCacheSlot *slot, uint64 gen);
+extern Page SblockCachePage(SblockCacheSlot *slot, SblockReader *r, BlockNumber blkno);
 
 /* sblockbuild.c: a parallel build's worker (CreateParallelContext finds it by name) */
 extern PGDLLEXPORT void SblockParallelBuildMain(dsm_segment *seg, shm_toc *toc);

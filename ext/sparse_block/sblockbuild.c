@@ -33,6 +33,7 @@
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
+#include "common/pg_prng.h"
 #include "pgstat.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
@@ -1859,6 +1860,10 @@ sblockbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	bs.meta.ndocs = bs.ndocs;
 	bs.meta.tail.start = RelationGetNumberOfBlocks(index);
 	bs.meta.tail.bytes = 0;
+	/* names this build's immutable pages for backends' local copies (sblockcache.c) */
+	do
+		bs.meta.buildNonce = pg_prng_uint32(&pg_global_prng_state);
+	while (bs.meta.buildNonce == 0);
 	SblockUpdateMeta(index, &bs.meta);
 
 	MemoryContextSwitchTo(old);

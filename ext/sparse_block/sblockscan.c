@@ -82,6 +82,8 @@ typedef struct SblockScanOpaqueData
 	IndexTuple	nullItup;
 	SblockReader reader;		/* posting lists, directory, tail headers */
 	SblockReader docReader;		/* document records: keeps its page pinned apart */
+	SblockCacheSlot *cache;		/* local copy of the compact pages (sblockcache.c), or NULL */
+	uint64		cacheGen;
 	char	   *docbuf;
 	Size		docbufSize;
 	char	   *listbuf;
@@ -216,6 +218,7 @@ SblockStartScan(IndexScanDesc scan)
 	/* the build's pages (everything before the tail) are fixed for the index's life */
 	SblockReaderUseHints(&so->reader, so->meta.tail.start);
 	SblockReaderUseHints(&so->docReader, so->meta.tail.start);
+	so->cache = SblockCacheFor(scan->indexRelation, &so->meta, &so->cacheGen);
 	so->started = true;
 	pgstat_count_index_scan(scan->indexRelation);	/* pg_stat_user_indexes.idx_scan */
 	so->total = so->meta.ndocs + so->meta.tailDocs;
@@ -707,27 +710,39 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 {
 	const SblockStream *s = &so->meta.compact;
 	Buffer		bufs[SBLOCK_BATCH];
+	const char *recs[SBLOCK_BATCH];
 	bool		wide = so->meta.compactWide != 0;
+	bool		cached = SblockCacheValid(so->cache, so->cacheGen);
 
-	for (int j = 0; j < n; j++)
-		SblockReaderPrefetchPin(&so->docReader, s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES));
+	if (!cached)
+		for (int j = 0; j < n; j++)
+			SblockReaderPrefetchPin(&so->docReader, s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES));
 	/* on an error (a damaged page) the resource owner releases the pins */
 	for (int j = 0; j < n; j++)
 	{
 		BlockNumber blkno = s->start + (BlockNumber) (offsets[j] / SBLOCK_PAGE_BYTES);
-		const char *rec;
+		Page		page;
 
 		so->npages += blkno != so->lastPage;
 		so->lastPage = blkno;
-		bufs[j] = SblockReaderPinExtra(&so->docReader, blkno);
-		rec = PageGetContents(BufferGetPage(bufs[j])) + offsets[j] % SBLOCK_PAGE_BYTES;
-		SblockPrefetch(rec);
-		SblockPrefetch(rec + 64);
+		if (cached)
+		{
+			bufs[j] = InvalidBuffer;
+			page = SblockCachePage(so->cache, &so->docReader, blkno);
+		}
+		else
+		{
+			bufs[j] = SblockReaderPinExtra(&so->docReader, blkno);
+			page = BufferGetPage(bufs[j]);
+		}
+		recs[j] = PageGetContents(page) + offsets[j] % SBLOCK_PAGE_BYTES;
+		SblockPrefetch(recs[j]);
+		SblockPrefetch(recs[j] + 64);
 	}
 	for (int j = 0; j < n; j++)
 	{
 		int			pos = (int) (offsets[j] % SBLOCK_PAGE_BYTES);
-		const char *rec = PageGetContents(BufferGetPage(bufs[j])) + pos;
+		const char *rec = recs[j];
 		const SblockCompactHeader *h = (const SblockCompactHeader *) rec;
 		bool		onePage = pos + SblockCompactBytes(h->nnz, wide) <= (Size) SBLOCK_PAGE_BYTES;
 		uint32		forward8 = h->forward8;
@@ -736,7 +751,7 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 		if (j + 1 < n)
 		{
 			int			npos = (int) (offsets[j + 1] % SBLOCK_PAGE_BYTES);
-			const char *next = PageGetContents(BufferGetPage(bufs[j + 1])) + npos;
+			const char *next = recs[j + 1];
 			Size		len = Min(SblockCompactBytes(((const SblockCompactHeader *) next)->nnz, wide),
 								  (Size) (SBLOCK_PAGE_BYTES - npos));
 
@@ -751,7 +766,8 @@ SblockScoreBatch(SblockScanOpaque so, const uint64 *offsets, int n)
 		/* a record spanning pages (over SBLOCK_NOSPAN_BYTES) goes straight to the exact score */
 		if (!onePage || SblockCompactMayEnter(so, rec))
 			SblockScoreDoc(so, &so->meta.forward, (uint64) forward8 * 8, false);
-		ReleaseBuffer(bufs[j]);
+		if (BufferIsValid(bufs[j]))
+			ReleaseBuffer(bufs[j]);
 	}
 }
 
