@@ -512,6 +512,7 @@ typedef struct SblockScratch
 	/* the list being written: its summaries' entries, block by block */
 	CompVal    *summary;		/* one block's summary (nterms) */
 	CompVal    *summaryTmp;		/* SblockAlphaPrefix's reordering of it (nterms) */
+	CompVal    *summaryCross;	/* and its crossing bucket (nterms + 1) */
 	double	   *bucketSum;		/* SblockAlphaPrefix's histogram, zero between calls */
 	int32	   *bucketCount;
 	SblockBlockInfo *binfo;		/* per block */
@@ -828,6 +829,7 @@ CmpCompValDesc(const CompVal *x, const CompVal *y)
  * below positive ones; sparsevec has no NaN).
  */
 #define SBLOCK_ALPHA_BUCKETS 4096
+#define SBLOCK_ALPHA_SORT 32		/* a crossing bucket this small is sorted, not bucketed again */
 
 static inline uint32
 SblockFloatKey(float v)
@@ -840,41 +842,74 @@ SblockFloatKey(float v)
 
 /*
  * One histogram step of SblockAlphaPrefix over cv[0 .. n), bucketed by the
- * 12 key bits at shift: returns the bucket where the running sum from the
- * top (starting at *run) reaches target, or the lowest one; adds the sums
- * and counts of the buckets above it to *run and *above.
+ * key bits at shift selected by mask: returns the bucket where the running
+ * sum from the top (starting at *run) reaches target, or the lowest one;
+ * adds the sums and counts of the buckets above it to *run and *above.
  */
 static uint32
-SblockAlphaBucket(SblockScratch *S, const CompVal *cv, int n, int shift, double target,
-				  double *run, int *above)
+SblockAlphaBucket(SblockScratch *S, const CompVal *cv, int n, int shift, uint32 mask, double target,
+				  double *runp, int *abovep)
 {
-	double	   *bsum = S->bucketSum;
-	int32	   *bcnt = S->bucketCount;
+	/*
+	 * Two interleaved histograms: values cluster in a few buckets, and with
+	 * one histogram each add waited for the previous add to the same bucket
+	 * to be stored.  A bucket's values share their exponent, so each sum is
+	 * exact in double whatever the order: the two halves add up to the same
+	 * value the single sum had.
+	 */
+	double	   *bsum0 = S->bucketSum,
+			   *bsum1 = S->bucketSum + SBLOCK_ALPHA_BUCKETS;
+	int32	   *bcnt0 = S->bucketCount,
+			   *bcnt1 = S->bucketCount + SBLOCK_ALPHA_BUCKETS;
 	uint32		lo = SBLOCK_ALPHA_BUCKETS - 1,
 				hi = 0,
 				cross;
+	int			i = 0;
 
-	for (int i = 0; i < n; i++)
+	/* locals: through the pointers every step reloaded them (they may alias bsum) */
+	double		run = *runp;
+	int			above = *abovep;
+
+	for (; i + 1 < n; i += 2)
 	{
-		uint32		bk = (SblockFloatKey(cv[i].value) >> shift) & (SBLOCK_ALPHA_BUCKETS - 1);
+		uint32		b0 = (SblockFloatKey(cv[i].value) >> shift) & mask;
+		uint32		b1 = (SblockFloatKey(cv[i + 1].value) >> shift) & mask;
 
-		bsum[bk] += cv[i].value;
-		bcnt[bk]++;
-		lo = Min(lo, bk);
-		hi = Max(hi, bk);
+		bsum0[b0] += cv[i].value;
+		bcnt0[b0]++;
+		bsum1[b1] += cv[i + 1].value;
+		bcnt1[b1]++;
+		lo = Min(lo, Min(b0, b1));
+		hi = Max(hi, Max(b0, b1));
 	}
+	for (; i < n; i++)
+	{
+		uint32		b0 = (SblockFloatKey(cv[i].value) >> shift) & mask;
+
+		bsum0[b0] += cv[i].value;
+		bcnt0[b0]++;
+		lo = Min(lo, b0);
+		hi = Max(hi, b0);
+	}
+	/* empty buckets are skipped: the range can span thousands of them */
 	for (cross = hi; cross > lo; cross--)
 	{
-		if (bcnt[cross] > 0 && *run + bsum[cross] >= target)
+		int			cnt = bcnt0[cross] + bcnt1[cross];
+		double		sum = bsum0[cross] + bsum1[cross];
+
+		if (cnt == 0)
+			continue;
+		if (run + sum >= target)
 			break;
-		*run += bsum[cross];
-		*above += bcnt[cross];
+		run += sum;
+		above += cnt;
 	}
-	for (uint32 bk = lo; bk <= hi; bk++)
-	{
-		bsum[bk] = 0;
-		bcnt[bk] = 0;
-	}
+	memset(bsum0 + lo, 0, sizeof(double) * (hi - lo + 1));
+	memset(bsum1 + lo, 0, sizeof(double) * (hi - lo + 1));
+	memset(bcnt0 + lo, 0, sizeof(int32) * (hi - lo + 1));
+	memset(bcnt1 + lo, 0, sizeof(int32) * (hi - lo + 1));
+	*runp = run;
+	*abovep = above;
 	return cross;
 }
 
@@ -884,14 +919,18 @@ SblockAlphaBucket(SblockScratch *S, const CompVal *cv, int n, int shift, double 
  * ties in SblockTieKey order) and return its size.  A histogram over the
  * values' top 12 key bits (sign, exponent, 3 mantissa bits) finds the
  * bucket where the running sum from the top crosses target, a second one
- * over the next 12 bits narrows that bucket, and only what is left is
- * sorted.  (A weighted quickselect did the same with data-dependent
+ * over the next 8 bits narrows that bucket (unless it holds few values:
+ * scanning the second histogram's empty buckets then costs more than
+ * sorting them), and only what is left is sorted.  Any such bucketing keeps
+ * the same values: whole buckets above the crossing one, then the largest
+ * of the crossing bucket in sorted order.  (A weighted quickselect did the same with data-dependent
  * branches that mispredicted half the time: a quarter of the build.)
  */
 static int
 SblockAlphaPrefix(SblockScratch *S, CompVal *cv, int n, double target)
 {
 	CompVal    *tmp = S->summaryTmp;
+	CompVal    *cross = S->summaryCross;
 	double		run = 0;
 	int			above = 0,
 				ncross,
@@ -901,43 +940,53 @@ SblockAlphaPrefix(SblockScratch *S, CompVal *cv, int n, double target)
 
 	if (n == 0)
 		return 0;
-	/* level 1: cv -> tmp = [above c1 | in c1] */
-	c1 = SblockAlphaBucket(S, cv, n, 20, target, &run, &above);
+	/*
+	 * level 1: cv -> tmp = [above c1 | in c1].  Branch-free: every element
+	 * is written to both the above run (at its end, overwritten until an
+	 * element belongs there) and the crossing scratch; which bucket an
+	 * element falls in is random, and these branches mispredicted.
+	 */
+	c1 = SblockAlphaBucket(S, cv, n, 20, SBLOCK_ALPHA_BUCKETS - 1, target, &run, &above);
 	{
 		int			na = 0,
-					nc = above;
+					nc = 0;
 
 		for (int i = 0; i < n; i++)
 		{
 			uint32		bk = SblockFloatKey(cv[i].value) >> 20;
 
-			if (bk > c1)
-				tmp[na++] = cv[i];
-			else if (bk == c1)
-				tmp[nc++] = cv[i];
+			tmp[na] = cv[i];
+			cross[nc] = cv[i];
+			na += bk > c1;
+			nc += bk == c1;
 		}
-		ncross = nc - above;
+		Assert(na == above);
+		memcpy(tmp + above, cross, sizeof(CompVal) * nc);
+		ncross = nc;
 	}
-	/* level 2 within c1: tmp's tail -> cv's = [above c2 | in c2] */
+	memcpy(cv, tmp, sizeof(CompVal) * (above + ncross));
+
+	/* level 2 within c1, unless sorting it is cheaper: cv's tail = [above c2 | in c2] */
+	if (ncross > SBLOCK_ALPHA_SORT)
 	{
 		int			above1 = above;
 		int			na,
-					nc;
+					nc = 0;
 
-		c2 = SblockAlphaBucket(S, tmp + above1, ncross, 8, target, &run, &above);
-		memcpy(cv, tmp, sizeof(CompVal) * above1);
+		c2 = SblockAlphaBucket(S, tmp + above1, ncross, 12, 0xFF, target, &run, &above);
 		na = above1;
-		nc = above;
 		for (int i = above1; i < above1 + ncross; i++)
 		{
-			uint32		bk = (SblockFloatKey(tmp[i].value) >> 8) & (SBLOCK_ALPHA_BUCKETS - 1);
+			uint32		bk = (SblockFloatKey(tmp[i].value) >> 12) & 0xFF;
 
-			if (bk > c2)
-				cv[na++] = tmp[i];
-			else if (bk == c2)
-				cv[nc++] = tmp[i];
+			cv[na] = tmp[i];
+			cross[nc] = tmp[i];
+			na += bk > c2;
+			nc += bk == c2;
 		}
-		ncross = nc - above;
+		Assert(na == above);
+		memcpy(cv + above, cross, sizeof(CompVal) * nc);
+		ncross = nc;
 	}
 	sort_compval_desc(cv + above, ncross);
 	keep = above;
@@ -1217,8 +1266,9 @@ SblockScratchInit(SblockScratch *S, const SblockLists *L, int maxLen)
 	S->alive = palloc(sizeof(bool) * Max(maxLen, 1));
 	S->summary = palloc_extended(sizeof(CompVal) * nterms, MCXT_ALLOC_HUGE);
 	S->summaryTmp = palloc_extended(sizeof(CompVal) * nterms, MCXT_ALLOC_HUGE);
-	S->bucketSum = palloc0(sizeof(double) * SBLOCK_ALPHA_BUCKETS);
-	S->bucketCount = palloc0(sizeof(int32) * SBLOCK_ALPHA_BUCKETS);
+	S->summaryCross = palloc_extended(sizeof(CompVal) * (nterms + 1), MCXT_ALLOC_HUGE);
+	S->bucketSum = palloc0(sizeof(double) * SBLOCK_ALPHA_BUCKETS * 2);
+	S->bucketCount = palloc0(sizeof(int32) * SBLOCK_ALPHA_BUCKETS * 2);
 	S->binfo = palloc(sizeof(SblockBlockInfo) * Max(maxLen, 1));
 	S->entCap = 1024;
 	S->entComp = palloc(sizeof(int32) * S->entCap);
