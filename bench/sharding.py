@@ -292,6 +292,7 @@ class Data:
     sparse: list[tuple[np.ndarray, np.ndarray]] | None = None
     sparse_dim: int = 0
     query_values: dict[str, list[Any]] = field(default_factory=dict)  # numpy / SparseVector queries per AM
+    tokens: Any = None  # bench.mvtokens' token sets behind rows' toks (to grow multivec_fde rows)
 
 
 def corpus_data(limit: int, *, n_queries: int = 10, tokens: str = "fake", with_tokens: bool = True) -> Data:
@@ -331,7 +332,33 @@ def corpus_data(limit: int, *, n_queries: int = 10, tokens: str = "fake", with_t
         info["tokens"] = mv.encoder
     sparse = [(np.asarray(s.indices(), np.int32), np.asarray(s.values(), np.float32)) for s in sp_docs]
     values = {"binary_scan": [enc.queries[i] for i in qidx], "sparse_block": list(sp_queries)}
-    return Data(Rows(list(range(1, n + 1)), columns, types), queries, info, enc.docs, sparse, bm25.dim, values)
+    return Data(Rows(list(range(1, n + 1)), columns, types), queries, info, enc.docs, sparse, bm25.dim, values,
+                mv.docs if with_tokens else None)
+
+
+def grown_tokens(tokens: Any, i: int, noise: float = 0.02, seed: int = 2) -> np.ndarray:
+    """Token set of row i (0-based) of a grown multivec_fde table: the corpus' own up to its size, then a noisy
+    copy of passage i % R (every token perturbed per dimension, re-normalized), deterministic in (seed, i)."""
+    r = len(tokens.offsets) - 1
+    src = np.asarray(tokens[i % r], np.float32)
+    if i < r:
+        return src
+    rng = np.random.default_rng([seed, i])
+    x = src + rng.normal(0.0, noise, size=src.shape).astype(np.float32)
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def copy_grown_tokens(conn: psycopg.Connection, tokens: Any, n: int, table: str = TABLE) -> None:
+    """Rows 1..n of a multivec_fde growth table by binary COPY (text literals of 10^5 token sets would take
+    gigabytes in the client)."""
+    from pgsieve.adapters import register_pgsieve
+
+    register_pgsieve(conn)
+    stmt = sql.SQL("COPY {} (id, toks) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table))
+    with conn.cursor().copy(stmt) as copy:
+        copy.set_types(["bigint", "multivec"])
+        for i in range(n):
+            copy.write_row([i + 1, grown_tokens(tokens, i)])
 
 
 # --- benchmark ---------------------------------------------------------------------------------------------------
@@ -434,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corpus", type=int, default=2000, help="real passages the rows are grown from")
     ap.add_argument("--tokens", default="minilm", choices=["minilm", "fake"],
                     help="token encoder of the multivec_fde rows (bench/mvtokens; 'fake' is for smoke runs only)")
+    ap.add_argument("--mv-format", default="float32", choices=["float32", "float16", "int8"],
+                    help="storage format of the multivec_fde rows (int8: a quarter of the bytes, for large growth runs)")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--reps", type=int, default=3)
@@ -518,13 +547,14 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
     sizes["multivec_fde"] = [int(x) for x in args.mv_scale.split(",") if x]
     for am, ns in sizes.items():
         for n in ns:
+            grown = am == "multivec_fde" and n > len(data.rows.ids)
             if am == "multivec_fde":
-                d = data if n <= len(data.rows.ids) else None
-                if d is None:
-                    print(f"skip multivec_fde n={n}: only {len(data.rows.ids)} token sets", flush=True)
-                    continue
-                rows = d.rows.take(range(n))
-                rows = Rows(rows.ids, {"toks": rows.columns["toks"]}, {"toks": rows.types["toks"]})
+                # beyond the corpus: noisy copies of its token sets, like the other columns' growth
+                rows = data.rows.take(range(min(n, len(data.rows.ids))))
+                mv_type = rows.types["toks"]
+                if args.mv_format != "float32":
+                    mv_type = f"multivec({data.tokens.dim}, {args.mv_format})"
+                rows = Rows(rows.ids, {"toks": rows.columns["toks"]}, {"toks": mv_type})
             else:
                 g = _scaled(data, n, seed=2)
                 col = COLUMN_OF[am]
@@ -535,7 +565,10 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                 with c.coordinator.connect() as conn:
                     create_shard_table(conn, rows)
                     t0 = time.perf_counter()
-                    copy_rows(conn, rows)
+                    if grown:
+                        copy_grown_tokens(conn, data.tokens, n)
+                    else:
+                        copy_rows(conn, rows)
                     load_s = time.perf_counter() - t0
                     build_s = build_indexes(conn, [am], maintenance_work_mem=args.build_mwm)[am]
                     mb = _index_mb(conn, am)

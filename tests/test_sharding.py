@@ -178,3 +178,32 @@ def test_hybrid_search_runs_unchanged_on_the_coordinator(nodes, data: S.Data) ->
             assert got.ids == want.ids
             assert got.scores == pytest.approx(want.scores)
             assert got.ranks == want.ranks
+
+
+def test_grown_token_sets_land_as_the_growth_bench_makes_them(nodes, data: S.Data) -> None:
+    """The growth bench's multivec_fde rows beyond the corpus (binary COPY of noisy copies) hold exactly
+    grown_tokens' values, and the corpus' own rows come first."""
+    import numpy as np
+
+    from pgsieve.adapters import register_pgsieve
+
+    _, single = nodes
+    n = N_PASSAGES + 40
+    with single.connect() as conn:
+        register_pgsieve(conn)
+        conn.execute("CREATE TABLE grown (id bigint NOT NULL, toks " + data.rows.types["toks"] + ")")
+        try:
+            S.copy_grown_tokens(conn, data.tokens, n, table="grown")
+            assert conn.execute("SELECT count(*) FROM grown").fetchone()[0] == n
+            for i in (0, N_PASSAGES - 1, N_PASSAGES, n - 1):
+                got = conn.execute("SELECT toks FROM grown WHERE id = %s", (i + 1,)).fetchone()[0]
+                want = S.grown_tokens(data.tokens, i)
+                assert np.array_equal(np.asarray(got, np.float32), want)
+            assert np.array_equal(S.grown_tokens(data.tokens, 3), np.asarray(data.tokens[3], np.float32))
+            copy = S.grown_tokens(data.tokens, N_PASSAGES + 3)
+            src = np.asarray(data.tokens[3], np.float32)
+            assert copy.shape == src.shape and not np.array_equal(copy, src)
+            assert np.allclose(np.linalg.norm(copy, axis=1), 1, atol=1e-5)
+            assert float((copy * src).sum(1).mean()) > 0.9  # a near copy, not a new passage
+        finally:
+            conn.execute("DROP TABLE grown")

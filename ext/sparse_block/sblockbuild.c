@@ -914,6 +914,35 @@ SblockAlphaBucket(SblockScratch *S, const CompVal *cv, int n, int shift, uint32 
 }
 
 /*
+ * Copy src[0 .. n) to dst as [the nabove elements whose bucket (key bits at
+ * shift, under mask) is above c | those in bucket c], dropping the rest;
+ * returns how many are in c.  Branch-free: every element is written both at
+ * the end of the above run (overwritten until one belongs there) and to the
+ * crossing scratch, since which bucket an element falls in is random and
+ * branches on it mispredicted.
+ */
+static int
+SblockAlphaSplit(const CompVal *src, int n, int shift, uint32 mask, uint32 c, CompVal *dst, int nabove,
+				 CompVal *cross)
+{
+	int			na = 0,
+				nc = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		uint32		bk = (SblockFloatKey(src[i].value) >> shift) & mask;
+
+		dst[na] = src[i];
+		cross[nc] = src[i];
+		na += bk > c;
+		nc += bk == c;
+	}
+	Assert(na == nabove);
+	memcpy(dst + nabove, cross, sizeof(CompVal) * nc);
+	return nc;
+}
+
+/*
  * Move to the front of cv the shortest set of largest values whose sum
  * reaches target (the element crossing it included, at least one element;
  * ties in SblockTieKey order) and return its size.  A histogram over the
@@ -940,53 +969,18 @@ SblockAlphaPrefix(SblockScratch *S, CompVal *cv, int n, double target)
 
 	if (n == 0)
 		return 0;
-	/*
-	 * level 1: cv -> tmp = [above c1 | in c1].  Branch-free: every element
-	 * is written to both the above run (at its end, overwritten until an
-	 * element belongs there) and the crossing scratch; which bucket an
-	 * element falls in is random, and these branches mispredicted.
-	 */
+	/* level 1: cv -> tmp = [above c1 | in c1] */
 	c1 = SblockAlphaBucket(S, cv, n, 20, SBLOCK_ALPHA_BUCKETS - 1, target, &run, &above);
-	{
-		int			na = 0,
-					nc = 0;
-
-		for (int i = 0; i < n; i++)
-		{
-			uint32		bk = SblockFloatKey(cv[i].value) >> 20;
-
-			tmp[na] = cv[i];
-			cross[nc] = cv[i];
-			na += bk > c1;
-			nc += bk == c1;
-		}
-		Assert(na == above);
-		memcpy(tmp + above, cross, sizeof(CompVal) * nc);
-		ncross = nc;
-	}
+	ncross = SblockAlphaSplit(cv, n, 20, SBLOCK_ALPHA_BUCKETS - 1, c1, tmp, above, cross);
 	memcpy(cv, tmp, sizeof(CompVal) * (above + ncross));
 
 	/* level 2 within c1, unless sorting it is cheaper: cv's tail = [above c2 | in c2] */
 	if (ncross > SBLOCK_ALPHA_SORT)
 	{
 		int			above1 = above;
-		int			na,
-					nc = 0;
 
 		c2 = SblockAlphaBucket(S, tmp + above1, ncross, 12, 0xFF, target, &run, &above);
-		na = above1;
-		for (int i = above1; i < above1 + ncross; i++)
-		{
-			uint32		bk = (SblockFloatKey(tmp[i].value) >> 12) & 0xFF;
-
-			cv[na] = tmp[i];
-			cross[nc] = tmp[i];
-			na += bk > c2;
-			nc += bk == c2;
-		}
-		Assert(na == above);
-		memcpy(cv + above, cross, sizeof(CompVal) * nc);
-		ncross = nc;
+		ncross = SblockAlphaSplit(tmp + above1, ncross, 12, 0xFF, c2, cv + above1, above - above1, cross);
 	}
 	sort_compval_desc(cv + above, ncross);
 	keep = above;
