@@ -18,8 +18,9 @@ skips the shard comparison, ``--render`` re-renders a results file): the same qu
 coordinator + 3 shards at equal total rows (recall@10 against the exact scan, p50 / p95 latency of one client,
 throughput of ``--clients`` concurrent clients), and how load time, build time, index size, recall and query
 latency grow with the row count per access method.  All servers run on this machine (loopback, unix sockets), so
-3 shards share its cores.  ``multivec_fde`` rows are the corpus' MiniLM token sets (bench/mvtokens), so their
-count is at most the corpus size (``--corpus``).
+3 shards share its cores.  ``multivec_fde`` rows are the corpus' token sets (bench/mvtokens) and, past the
+corpus size (``--corpus``), noisy copies of them (``grown_tokens``, loaded by binary COPY; ``--mv-format int8``
+stores them at a quarter of the bytes).
 """
 
 from __future__ import annotations
@@ -623,12 +624,12 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         "### Growth per access method (one server)",
         "",
-        "Load = text COPY of the rows; build = `CREATE INDEX` at the defaults; p50/p95 of the top-10 query through "
+        "Load = COPY of the rows; build = `CREATE INDEX` at the defaults; p50/p95 of the top-10 query through "
         "the index (`enable_seqscan = off`), recall@10 against the exact scan of the same rows. `multivec_fde` "
-        "rows are the corpus' own token sets (bench/mvtokens' deterministic 64-d token encoder), so its sizes "
-        "stop at the passages encoded. 1M rows were not run: the 100k text load already takes minutes on this "
-        "shared 2-core machine and 1M rows of 384-d vectors (~1.5 GB of table per access method, plus index "
-        "and WAL) did not fit the time this run had.",
+        f"rows are the corpus' own token sets ({args.tokens} encoder, stored as "
+        f"{getattr(args, 'mv_format', 'float32')}) up to the "
+        "corpus size, then noisy re-normalized copies of them (`grown_tokens`, binary COPY); the other columns "
+        "grow the same way (bench.common.scaled_embeddings, sparse.grow).",
         "",
         "| access method | rows | load s | build s | index MB | recall@10 | p50 ms | p95 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
