@@ -850,64 +850,37 @@ static uint32
 SblockAlphaBucket(SblockScratch *S, const CompVal *cv, int n, int shift, uint32 mask, double target,
 				  double *runp, int *abovep)
 {
-	/*
-	 * Two interleaved histograms: values cluster in a few buckets, and with
-	 * one histogram each add waited for the previous add to the same bucket
-	 * to be stored.  A bucket's values share their exponent, so each sum is
-	 * exact in double whatever the order: the two halves add up to the same
-	 * value the single sum had.
-	 */
-	double	   *bsum0 = S->bucketSum,
-			   *bsum1 = S->bucketSum + SBLOCK_ALPHA_BUCKETS;
-	int32	   *bcnt0 = S->bucketCount,
-			   *bcnt1 = S->bucketCount + SBLOCK_ALPHA_BUCKETS;
+	double	   *bsum = S->bucketSum;
+	int32	   *bcnt = S->bucketCount;
 	uint32		lo = SBLOCK_ALPHA_BUCKETS - 1,
 				hi = 0,
 				cross;
-	int			i = 0;
 
 	/* locals: through the pointers every step reloaded them (they may alias bsum) */
 	double		run = *runp;
 	int			above = *abovep;
 
-	for (; i + 1 < n; i += 2)
+	for (int i = 0; i < n; i++)
 	{
-		uint32		b0 = (SblockFloatKey(cv[i].value) >> shift) & mask;
-		uint32		b1 = (SblockFloatKey(cv[i + 1].value) >> shift) & mask;
+		uint32		bk = (SblockFloatKey(cv[i].value) >> shift) & mask;
 
-		bsum0[b0] += cv[i].value;
-		bcnt0[b0]++;
-		bsum1[b1] += cv[i + 1].value;
-		bcnt1[b1]++;
-		lo = Min(lo, Min(b0, b1));
-		hi = Max(hi, Max(b0, b1));
-	}
-	for (; i < n; i++)
-	{
-		uint32		b0 = (SblockFloatKey(cv[i].value) >> shift) & mask;
-
-		bsum0[b0] += cv[i].value;
-		bcnt0[b0]++;
-		lo = Min(lo, b0);
-		hi = Max(hi, b0);
+		bsum[bk] += cv[i].value;
+		bcnt[bk]++;
+		lo = Min(lo, bk);
+		hi = Max(hi, bk);
 	}
 	/* empty buckets are skipped: the range can span thousands of them */
 	for (cross = hi; cross > lo; cross--)
 	{
-		int			cnt = bcnt0[cross] + bcnt1[cross];
-		double		sum = bsum0[cross] + bsum1[cross];
-
-		if (cnt == 0)
+		if (bcnt[cross] == 0)
 			continue;
-		if (run + sum >= target)
+		if (run + bsum[cross] >= target)
 			break;
-		run += sum;
-		above += cnt;
+		run += bsum[cross];
+		above += bcnt[cross];
 	}
-	memset(bsum0 + lo, 0, sizeof(double) * (hi - lo + 1));
-	memset(bsum1 + lo, 0, sizeof(double) * (hi - lo + 1));
-	memset(bcnt0 + lo, 0, sizeof(int32) * (hi - lo + 1));
-	memset(bcnt1 + lo, 0, sizeof(int32) * (hi - lo + 1));
+	memset(bsum + lo, 0, sizeof(double) * (hi - lo + 1));
+	memset(bcnt + lo, 0, sizeof(int32) * (hi - lo + 1));
 	*runp = run;
 	*abovep = above;
 	return cross;
@@ -1261,8 +1234,8 @@ SblockScratchInit(SblockScratch *S, const SblockLists *L, int maxLen)
 	S->summary = palloc_extended(sizeof(CompVal) * nterms, MCXT_ALLOC_HUGE);
 	S->summaryTmp = palloc_extended(sizeof(CompVal) * nterms, MCXT_ALLOC_HUGE);
 	S->summaryCross = palloc_extended(sizeof(CompVal) * (nterms + 1), MCXT_ALLOC_HUGE);
-	S->bucketSum = palloc0(sizeof(double) * SBLOCK_ALPHA_BUCKETS * 2);
-	S->bucketCount = palloc0(sizeof(int32) * SBLOCK_ALPHA_BUCKETS * 2);
+	S->bucketSum = palloc0(sizeof(double) * SBLOCK_ALPHA_BUCKETS);
+	S->bucketCount = palloc0(sizeof(int32) * SBLOCK_ALPHA_BUCKETS);
 	S->binfo = palloc(sizeof(SblockBlockInfo) * Max(maxLen, 1));
 	S->entCap = 1024;
 	S->entComp = palloc(sizeof(int32) * S->entCap);

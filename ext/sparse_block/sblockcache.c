@@ -121,7 +121,6 @@ SblockCacheFor(Relation index, const SblockMetaPageData *meta, uint64 *gen)
 	Size		limit = (Size) sblock_cache_mb * 1024 * 1024;
 	BlockNumber npages = (BlockNumber) ((meta->compact.bytes + SBLOCK_PAGE_BYTES - 1) / SBLOCK_PAGE_BYTES);
 	Size		need = (Size) npages * BLCKSZ;
-	Size		inuse = 0;
 	SblockCacheSlot *slot = NULL;
 
 	if (meta->buildNonce == 0 || npages == 0 || need > limit || RelationUsesLocalBuffers(index))
@@ -148,8 +147,8 @@ SblockCacheFor(Relation index, const SblockMetaPageData *meta, uint64 *gen)
 	for (;;)
 	{
 		SblockCacheSlot *lru = NULL;
+		Size		inuse = 0;
 
-		inuse = 0;
 		slot = NULL;
 		for (int i = 0; i < SBLOCK_CACHE_SLOTS; i++)
 		{
