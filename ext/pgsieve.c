@@ -20,6 +20,7 @@ _PG_init(void)
 	pgs_kernels_init();
 	BscanInit();
 	MvfdeInit();
+	BscanTokenMapInit();
 	SblockInit();
 	MarkGUCPrefixReserved("pgsieve");
 }

@@ -171,6 +171,34 @@ def test_every_pipeline_runs_in_both_modes_and_agrees(colls, name) -> None:
                 assert ha.stages[s].rank == hb.stages[s].rank
 
 
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_prepared_generic_plan_and_cached_statement_give_the_same_hits(colls, name) -> None:
+    """execute() prepares the statement, runs it on the generic plan (no filter) and renders its text once per
+    Compiled.key: the rows equal a freshly planned, unprepared run of the freshly rendered statement, and the key
+    names the text (equal for two queries of one pipeline, different across pipelines and filters)."""
+    p = PIPELINES[name]
+    for mode, c in colls.items():
+        c1, c2 = (c.compile(q, p, k=10) for q in QUERIES[:2])
+        assert c1.key is not None and c1.key == c2.key
+        assert c1.statement.as_bytes(c.conn) == c2.statement.as_bytes(c.conn)
+        cf = c.compile(QUERIES[0], p, k=10, filter={"lang": "en"})
+        assert cf.filtered and cf.key != c1.key
+        for other, op in PIPELINES.items():
+            if other != name:
+                assert c.compile(QUERIES[0], op, k=10).key != c1.key
+        for q in QUERIES:
+            comp = c.compile(q, p, k=10)
+            for _ in range(3):  # the first executions prepare; later ones reuse the generic plan
+                prepared = c.execute(comp)
+            with c.conn.transaction(), c.conn.cursor() as cur:
+                for k, v in comp.settings.items():
+                    cur.execute(sql.SQL("SET LOCAL {} = {}").format(sql.SQL(k), sql.Literal(v)))
+                cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                fresh = cur.execute(comp.statement, comp.params, prepare=False).fetchall()
+            assert [r[0] for r in prepared] == [r[0] for r in fresh], (mode, name, q)
+            np.testing.assert_allclose([r[1] for r in prepared], [r[1] for r in fresh], rtol=1e-12)
+
+
 def test_maxsim_pruning_is_pgsieve_only_and_scores_exactly(colls) -> None:
     """rerank_maxsim(alpha=, beta=): maxsim_rerank's candidate pruning and early exit; the hits it keeps carry their
     exact MaxSim; managed mode refuses it (client and SQL function) instead of silently re-ranking exactly."""

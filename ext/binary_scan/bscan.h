@@ -280,6 +280,14 @@ extern void BscanTokenWrite(Relation index, BscanParams *p, Datum value, BscanTo
 extern struct varlena *BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks,
 									  char **buf, Size *bufSize);
 
+/* bscantokmap.c: a heap row's value in a multivec_fde index's token pages */
+typedef struct BscanTokenMapData *BscanTokenMap;
+extern int	bscan_token_map_mb;
+extern void BscanTokenMapInit(void);
+extern BscanTokenMap BscanTokenMapOpen(Relation index);
+extern struct varlena *BscanTokenMapRead(BscanTokenMap map, Relation index, const ItemPointerData *tid,
+										 char **buf, Size *bufSize);
+
 /* the AM's callbacks */
 extern IndexBuildResult *bscanbuild(Relation heap, Relation index, IndexInfo *indexInfo);
 extern void bscanbuildempty(Relation index);

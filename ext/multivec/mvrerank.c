@@ -24,6 +24,10 @@
 #include <math.h>
 
 #include "access/detoast.h"
+#include "access/genam.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "commands/defrem.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -40,6 +44,7 @@
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
+#include "binary_scan/bscan.h"
 #include "multivec.h"
 #include "pgsieve_topk.h"
 
@@ -145,6 +150,39 @@ RerankColumn(Relation rel, Name col)
 	return att;
 }
 
+/*
+ * A valid multivec_fde index on exactly column att of rel (no expression),
+ * opened with AccessShareLock, or NULL.  Its token copy is the column's
+ * value byte for byte (bscantokens.c); a partial index just misses rows.
+ */
+static Relation
+RerankTokenIndex(Relation rel, AttrNumber att)
+{
+	Oid			am = get_am_oid("multivec_fde", true);
+	List	   *indexes;
+	ListCell   *lc;
+	Relation	found = NULL;
+
+	if (!OidIsValid(am) || bscan_token_map_mb <= 0)
+		return NULL;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ix = index->rd_index;
+
+		if (index->rd_rel->relam == am && ix->indnatts == 1 && ix->indkey.values[0] == att &&
+			ix->indisvalid && ix->indisready && ix->indislive)
+		{
+			found = index;
+			break;
+		}
+		index_close(index, AccessShareLock);
+	}
+	list_free(indexes);
+	return found;
+}
+
 PGDLLEXPORT PG_FUNCTION_INFO_V1(pgsieve_maxsim_rerank);
 Datum
 pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
@@ -174,6 +212,13 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	int			stall = 0;
 	MemoryContext rowCtx;
 	BlockNumber nblocks;
+	Relation	tokIndex;
+	BscanTokenMap tokMap = NULL;
+	char	   *tokBuf = NULL;
+	Size		tokBufSize = 0;
+	const float *qf;
+	int			fromIndex = 0;	/* candidates scored from the index's token copy */
+	int			fromTable = 0;	/* ... from the heap row */
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
 		PG_ARGISNULL(4) || PG_ARGISNULL(5))
@@ -224,8 +269,12 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	toastrel = OidIsValid(rel->rd_rel->reltoastrelid) ?
 		table_open(rel->rd_rel->reltoastrelid, AccessShareLock) : NULL;
 	nblocks = RelationGetNumberOfBlocks(rel);
+	tokIndex = n > 0 ? RerankTokenIndex(rel, att) : NULL;
+	if (tokIndex)
+		tokMap = BscanTokenMapOpen(tokIndex);
 	memset(&cache, 0, sizeof(cache));
 	cache.mcxt = CurrentMemoryContext;
+	qf = MultiVecFloats(query);	/* once, not per candidate */
 	heap = palloc(sizeof(PgsHit) * k);
 	rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
 
@@ -235,6 +284,7 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		bool		isnull;
 		Datum		value;
 		MemoryContext old;
+		struct varlena *copy = NULL;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ee && nheap == k && stall >= beta)
@@ -244,15 +294,36 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		if (!ItemPointerIsValid(&hit.tid) || ItemPointerGetBlockNumber(&hit.tid) >= nblocks ||
 			!table_tuple_fetch_row_version(rel, &hit.tid, snapshot, slot))
 			continue;
-		value = slot_getattr(slot, att, &isnull);
-		if (isnull)
+		if (tokMap)
 		{
-			ExecClearTuple(slot);
-			continue;
+			old = MemoryContextSwitchTo(cache.mcxt);
+			copy = BscanTokenMapRead(tokMap, tokIndex, &hit.tid, &tokBuf, &tokBufSize);
+			MemoryContextSwitchTo(old);
 		}
+		if (copy == NULL)
+		{
+			value = slot_getattr(slot, att, &isnull);
+			if (isnull)
+			{
+				ExecClearTuple(slot);
+				continue;
+			}
+		}
+		if (copy)
+			fromIndex++;
+		else
+			fromTable++;
 		old = MemoryContextSwitchTo(rowCtx);
-		hit.score = MultiVecMaxSim(RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize),
-								   query, &cache);
+		{
+			MultiVec   *doc = copy ? (MultiVec *) copy :
+				RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize);
+
+			if (doc->dim != query->dim)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("different multivec dimensions %d and %d", doc->dim, query->dim)));
+			hit.score = MultiVecMaxSimFloats(doc, qf, query->ntok, query->dim, &cache);
+		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowCtx);
 		ExecClearTuple(slot);
@@ -277,6 +348,10 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
+	elog(DEBUG1, "%s: %d candidates read from index \"%s\", %d from the table",
+		 RR_FN, fromIndex, tokIndex ? RelationGetRelationName(tokIndex) : "(none)", fromTable);
+	if (tokIndex)
+		index_close(tokIndex, AccessShareLock);
 	if (toastrel)
 		table_close(toastrel, AccessShareLock);
 	relation_close(rel, AccessShareLock);

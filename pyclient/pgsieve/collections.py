@@ -116,6 +116,7 @@ class Collection:
         self.schema = schema
         self.table = sql.Identifier(schema, self.name)
         self._fde_params: Any = None
+        self._statements: dict[tuple[Any, ...], bytes] = {}  # Compiled.key -> rendered statement (execute)
         self.pgvector_version: tuple[int, ...] = (0, 8)  # read from the server by create() / open()
 
     # -- modes ----------------------------------------------------------------------
@@ -632,17 +633,41 @@ class Collection:
                      for s, v in r[2].items()}, r[3], r[4]) for r in rows]
 
     def execute(self, c: Compiled) -> list[tuple[Any, ...]]:
-        """Run a compiled statement with its SET LOCALs in one transaction; the raw rows."""
+        """Run a compiled statement with its SET LOCALs in one transaction; the raw rows.
+
+        The statement is a server-side prepared statement (unless the connection turned prepared
+        statements off with ``prepare_threshold=None``, e.g. behind a transaction-mode pooler).  Without a
+        metadata filter it runs on the generic plan (``plan_cache_mode = force_generic_plan``): the plan
+        of a pipeline does not depend on its query vectors, and planning the statement's CTEs anew costs
+        about as much as a gather stage.  With a filter each execution is planned for its filter's
+        selectivity.  The SET LOCALs go in one round trip.
+        """
         from .adapters import register_pgsieve
 
         if self.conn.adapters.types.get("vector") is None:
             register_pgsieve(self.conn, require_extension=False)
+        prepare = self.conn.prepare_threshold is not None
+        t0 = time.perf_counter()
+        text = self._statements.get(c.key) if c.key is not None else None
+        if text is None:
+            text = c.statement.as_bytes(self.conn)
+            if c.key is not None:
+                if len(self._statements) >= 256:
+                    self._statements.clear()
+                self._statements[c.key] = text
+        render_s = time.perf_counter() - t0
+        settings = dict(c.settings)
+        if prepare and not c.filtered:
+            settings["plan_cache_mode"] = "force_generic_plan"
         with self.conn.transaction(), self.conn.cursor() as cur:
-            for name, value in c.settings.items():
-                cur.execute(sql.SQL("SET LOCAL {} = {}").format(sql.SQL(name), sql.Literal(value)))
-            t0 = time.perf_counter()
-            rows = cur.execute(c.statement, c.params, prepare=False).fetchall()
-            self.last_ms = (time.perf_counter() - t0) * 1000.0
+            if settings:
+                cur.execute(sql.SQL("; ").join(
+                    sql.SQL("SET LOCAL {} = {}").format(sql.SQL(name), sql.Literal(value))
+                    for name, value in settings.items()))
+            t1 = time.perf_counter()
+            rows = cur.execute(text, c.params, prepare=prepare).fetchall()
+            # the statement's round trip and its rendering (not BEGIN, the SET LOCALs and COMMIT)
+            self.last_ms = (time.perf_counter() - t1 + render_s) * 1000.0
         return rows
 
     def explain(self, query: Union[str, Mapping[str, Any]], pipeline: Optional[Pipeline] = None, *, k: int = 10,

@@ -50,6 +50,10 @@ class Compiled:
     params: dict[str, Any]
     settings: dict[str, Any]
     stages: list[str]          # stage labels in the order hits' ``stages`` report them
+    filtered: bool = False     # a metadata filter is part of the statement
+    # what the statement's text depends on (not its parameters): equal keys, equal text, so a caller may render it
+    # once (rendering the composed statement costs about a millisecond of Python per query)
+    key: Optional[tuple[Any, ...]] = None
 
     def text(self, conn: Any) -> str:
         """The SET LOCALs and the statement as one SQL text (placeholders kept), then the parameters."""
@@ -328,4 +332,6 @@ def compile_pipeline(table: sql.Composable, mode: str, fields: Mapping[str, Fiel
             "ORDER BY r.rscore DESC NULLS LAST, r.id LIMIT %(k)s").format(
             st=stages, m=sql.Literal(rr.method), t=table)
     stmt = sql.SQL("WITH {ctes}\n{final}").format(ctes=sql.SQL(",\n").join(ctes), final=final)
-    return Compiled(stmt, b.params, b.settings, labels)
+    key = (mode, repr(table), regclass, iterative_scan, b.filter is not None, repr(pipeline),
+           tuple(repr(f) for f in fields.values()))
+    return Compiled(stmt, b.params, b.settings, labels, filtered=b.filter is not None, key=key)

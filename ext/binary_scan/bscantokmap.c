@@ -1,0 +1,296 @@
+/*
+ * bscantokmap.c — find a heap row's value in a multivec_fde index's token
+ * pages, for re-ranking outside the index scan (maxsim_rerank).
+ *
+ * maxsim_rerank scores candidates that other indexes found, by heap TID.
+ * Read from the heap, a document's tokens cost a TOAST index descent and a
+ * heap fetch per 2 kB chunk, which is most of a re-rank.  When a
+ * multivec_fde index with store_tokens covers the column, the same bytes sit
+ * in its token pages (bscantokens.c), a few consecutive pages per value.
+ * What is missing is the way from a heap TID to the index entry: entries are
+ * stored in insertion order.
+ *
+ * Each backend keeps, per index, a sorted array mapping heap TIDs to the
+ * data page that held their entry when the map was made.  The map is only a
+ * hint: a lookup reads that data page under a share lock and takes the token
+ * pointer from the entry that carries the TID *now*, so the answer always
+ * comes from the index as it is, and a stale map can only miss:
+ *   - VACUUM moves entries only within their page (bscanvacuum.c), so a
+ *     live entry is still on the page the map names;
+ *   - an entry VACUUM removed belongs to a dead row, which the caller has
+ *     already rejected by its visibility check; its TID can be reused by a
+ *     new row only after that removal, and the new row's entry is then the
+ *     one found (on the page) or none is (a miss);
+ *   - rows inserted after the map was made, heap-only tuples of HOT chains
+ *     (the index points to the chain's root) and NULL values have no entry
+ *     on the named page: misses.
+ * A miss sends the caller to the heap, so every answer is right; the map is
+ * rebuilt when misses are frequent and the index has received rows since.
+ *
+ * The map costs 12 bytes per indexed row, in a memory context of its own,
+ * limited by pgsieve.token_map_mb (0 turns the map off).
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "bscan.h"
+
+#define BSCAN_TOKMAP_SLOTS		4
+#define BSCAN_TOKMAP_DEFAULT_MB	64
+
+int			bscan_token_map_mb = BSCAN_TOKMAP_DEFAULT_MB;
+
+typedef struct BscanTokenMapData
+{
+	Oid			indexOid;		/* InvalidOid: free slot */
+	RelFileNumber relNumber;
+	/* the meta page's append positions when the map was made */
+	BlockNumber insertPage;
+	BlockNumber tokenPage;
+	uint32		tokenFree;
+	/* the data page layout (fixed for the index's life) */
+	int32		capacity;
+	int32		codeBytes;
+	bool		rebuild;		/* misses were frequent and rows came since */
+	uint64		lastUse;
+	int64		n;
+	uint64	   *keys;			/* heap TIDs as (block << 16 | offset), ascending */
+	BlockNumber *pages;			/* ... and their entries' data pages */
+	MemoryContext cxt;
+	/* per call */
+	BlockNumber nblocks;
+	int			lookups;
+	int			misses;
+} BscanTokenMapData;
+
+static BscanTokenMapData maps[BSCAN_TOKMAP_SLOTS];
+static uint64 useClock = 0;
+
+void
+BscanTokenMapInit(void)
+{
+	DefineCustomIntVariable("pgsieve.token_map_mb",
+							"Memory per backend for the heap-TID map maxsim_rerank uses to read tokens "
+							"from a multivec_fde index's copy instead of TOAST.",
+							"12 bytes per indexed row; an index whose map would not fit is read from the heap. "
+							"0 turns the map off.",
+							&bscan_token_map_mb, BSCAN_TOKMAP_DEFAULT_MB, 0, 1024 * 1024,
+							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
+}
+
+static inline uint64
+BscanTidKey(const ItemPointerData *tid)
+{
+	return ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) | ItemPointerGetOffsetNumberNoCheck(tid);
+}
+
+static int
+BscanKeyPageCmp(const void *a, const void *b)
+{
+	uint64		x = ((const uint64 *) a)[0];
+	uint64		y = ((const uint64 *) b)[0];
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+BscanTokenMapFree(BscanTokenMapData *m)
+{
+	if (m->cxt)
+		MemoryContextDelete(m->cxt);
+	memset(m, 0, sizeof(*m));
+}
+
+/*
+ * Walk the chain of data pages and collect (heap TID, data page) for every
+ * entry.  Returns false, leaving the slot free, when the map would exceed
+ * pgsieve.token_map_mb.
+ */
+static bool
+BscanTokenMapBuild(Relation index, const BscanParams *p, BscanTokenMapData *m)
+{
+	Size		limit = (Size) bscan_token_map_mb * 1024 * 1024;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	int64		cap = 1024;
+	int64		n = 0;
+	uint64	   *pairs;			/* (key, page) interleaved while collecting */
+	/* under the statement's context until complete, so an error or cancel frees it */
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "multivec_fde token map",
+											  ALLOCSET_DEFAULT_SIZES);
+
+	pairs = MemoryContextAllocHuge(cxt, sizeof(uint64) * 2 * cap);
+	for (BlockNumber blkno = BscanFirstListed(p, BSCAN_PAGE_DATA), next, steps = 0;
+		 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
+	{
+		Buffer		buf;
+		Page		page;
+		int			count;
+		BscanTid   *tids;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBuffer(index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		next = BscanNextListed(index, p, BSCAN_PAGE_DATA, blkno, page, nblocks, &steps);
+		count = Min(BscanPageGetOpaque(page)->count, p->capacity);
+		tids = BscanPageTids(page, p->capacity, p->codeBytes);
+		if ((Size) (n + count) * (2 * sizeof(uint64) + sizeof(uint64) + sizeof(BlockNumber)) > limit)
+		{
+			UnlockReleaseBuffer(buf);
+			MemoryContextDelete(cxt);
+			return false;
+		}
+		if (n + count > cap)
+		{
+			cap = Max(2 * cap, n + count);
+			pairs = repalloc_huge(pairs, sizeof(uint64) * 2 * cap);
+		}
+		for (int i = 0; i < count; i++)
+		{
+			ItemPointerData tid = BscanTidGet(&tids[i]);
+
+			pairs[2 * n] = BscanTidKey(&tid);
+			pairs[2 * n + 1] = blkno;
+			n++;
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	qsort(pairs, n, 2 * sizeof(uint64), BscanKeyPageCmp);
+
+	m->keys = MemoryContextAllocHuge(cxt, sizeof(uint64) * Max(n, 1));
+	m->pages = MemoryContextAllocHuge(cxt, sizeof(BlockNumber) * Max(n, 1));
+	for (int64 i = 0; i < n; i++)
+	{
+		m->keys[i] = pairs[2 * i];
+		m->pages[i] = (BlockNumber) pairs[2 * i + 1];
+	}
+	pfree(pairs);
+	MemoryContextSetParent(cxt, TopMemoryContext);
+	m->n = n;
+	m->cxt = cxt;
+	m->indexOid = RelationGetRelid(index);
+	m->relNumber = PgsRelFileNumber(index);
+	m->insertPage = p->insertPage;
+	m->tokenPage = p->tokenPage;
+	m->tokenFree = p->tokenFree;
+	m->capacity = p->capacity;
+	m->codeBytes = p->codeBytes;
+	m->rebuild = false;
+	return true;
+}
+
+/*
+ * The map of a multivec_fde index with store_tokens, made or refreshed as
+ * needed; NULL when the index keeps no token copy or the map is off or
+ * would not fit.  Valid until the next BscanTokenMapOpen.
+ */
+BscanTokenMap
+BscanTokenMapOpen(Relation index)
+{
+	BscanInfo	info;
+	BscanTokenMapData *m = NULL;
+	BscanTokenMapData *victim = &maps[0];
+
+	if (bscan_token_map_mb <= 0)
+		return NULL;
+	BscanReadInfo(index, &info);
+	if (!info.p.storeTokens || info.p.kind != BSCAN_KIND_MULTIVEC)
+		return NULL;
+
+	for (int i = 0; i < BSCAN_TOKMAP_SLOTS; i++)
+	{
+		if (maps[i].indexOid == RelationGetRelid(index))
+			m = &maps[i];
+		if (maps[i].lastUse < victim->lastUse)
+			victim = &maps[i];
+	}
+	if (m && (m->relNumber != PgsRelFileNumber(index) ||
+			  (m->rebuild && (m->insertPage != info.p.insertPage || m->tokenPage != info.p.tokenPage ||
+							  m->tokenFree != info.p.tokenFree))))
+		BscanTokenMapFree(m);
+	else if (m)
+		m->rebuild = false;
+	if (m == NULL || m->indexOid == InvalidOid)
+	{
+		if (m == NULL)
+		{
+			m = victim;
+			BscanTokenMapFree(m);
+		}
+		if (!BscanTokenMapBuild(index, &info.p, m))
+			return NULL;
+	}
+	m->lastUse = ++useClock;
+	m->nblocks = RelationGetNumberOfBlocks(index);
+	m->lookups = 0;
+	m->misses = 0;
+	return m;
+}
+
+/* Search one data page's entries for tid; its token pointer if found. */
+static bool
+BscanTokenMapProbe(Relation index, const BscanTokenMapData *m, BlockNumber blkno, const ItemPointerData *tid,
+				   BscanTokPtr *ptr)
+{
+	Buffer		buf = ReadBuffer(index, blkno);
+	Page		page;
+	bool		found = false;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (!PageIsNew(page) && BscanPageGetOpaque(page)->kind == BSCAN_PAGE_DATA)
+	{
+		int			count = Min(BscanPageGetOpaque(page)->count, m->capacity);
+		BscanTid   *tids = BscanPageTids(page, m->capacity, m->codeBytes);
+
+		for (int i = 0; i < count; i++)
+			if (memcmp(tids[i].b, tid, sizeof(ItemPointerData)) == 0)
+			{
+				*ptr = BscanPageTokPtrs(page, m->capacity, m->codeBytes)[i];
+				found = true;
+				break;
+			}
+	}
+	UnlockReleaseBuffer(buf);
+	return found;
+}
+
+/*
+ * The index's copy of the value of the row at tid, read into *buf (grown as
+ * needed in the current memory context), or NULL when the index has no entry
+ * for tid on the page the map names: then read the heap.  The caller has
+ * checked that the row is visible.
+ */
+struct varlena *
+BscanTokenMapRead(BscanTokenMap map, Relation index, const ItemPointerData *tid, char **buf, Size *bufSize)
+{
+	BscanTokenMapData *m = (BscanTokenMapData *) map;
+	uint64		key = BscanTidKey(tid);
+	int64		lo = 0,
+				hi = m->n;
+	BscanTokPtr ptr;
+
+	while (lo < hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (m->keys[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	m->lookups++;
+	if (lo >= m->n || m->keys[lo] != key || m->pages[lo] >= m->nblocks ||
+		!BscanTokenMapProbe(index, m, m->pages[lo], tid, &ptr))
+	{
+		/* frequent misses after new rows: make the map again next time */
+		if (++m->misses >= 4 && m->misses * 8 >= m->lookups)
+			m->rebuild = true;
+		return NULL;
+	}
+	return BscanTokenRead(index, ptr, &m->nblocks, buf, bufSize);
+}
