@@ -50,4 +50,8 @@ extern void PgsWriteInitForkPage(Relation index, Page image);
 /* Append a page image at the end of a fork, WAL-logged as a full image. */
 extern BlockNumber PgsAppendPage(Relation index, ForkNumber forkNum, Page image);
 
+/* pages a build stages before PgsAppendPages writes them (256 kB) */
+#define PGS_APPEND_BATCH 32
+extern void PgsAppendPages(Relation index, ForkNumber forkNum, const char *images, int count);
+
 #endif							/* PGSIEVE_PAGES_H */

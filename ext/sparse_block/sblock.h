@@ -283,7 +283,9 @@ typedef struct SblockWriter
 	BlockNumber start;
 	BlockNumber npages;
 	uint64		bytes;			/* written so far */
-	char	   *page;			/* local page being filled */
+	char	   *page;			/* local page being filled: the next of batch */
+	char	   *batch;			/* PGS_APPEND_BATCH pages staged for PgsAppendPages */
+	int			nbatch;			/* full pages in batch */
 } SblockWriter;
 
 typedef struct SblockReader

@@ -1005,12 +1005,16 @@ SblockSummarize(const SblockLists *L, SblockScratch *S, const uint32 *blockDocs,
 			SblockBuildPrefetch(&L->docStart[blockDocs[i + 4]]);
 		if (i + 2 < ndocs)
 		{
+			/*
+			 * All of the document two ahead: the hardware prefetcher
+			 * ramps up too late for a record of a few hundred bytes, and
+			 * the loads of this loop waited on every line after the first.
+			 */
 			const char *next = (const char *) &L->packed[L->docStart[blockDocs[i + 2]]];
+			const char *nend = (const char *) &L->packed[L->docStart[blockDocs[i + 2] + 1]];
 
-			SblockBuildPrefetch(next);
-			SblockBuildPrefetch(next + 64);
-			SblockBuildPrefetch(next + 128);
-			SblockBuildPrefetch(next + 192);
+			for (; next < nend; next += 64)
+				SblockBuildPrefetch(next);
 		}
 
 		for (; dc < dend; dc++)

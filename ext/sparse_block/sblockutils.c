@@ -36,16 +36,28 @@ SblockWriterBegin(SblockWriter *w, Relation index, ForkNumber forkNum)
 	w->start = RelationGetNumberOfBlocksInFork(index, forkNum);
 	w->npages = 0;
 	w->bytes = 0;
-	w->page = palloc(BLCKSZ);
+	w->batch = palloc(PGS_APPEND_BATCH * BLCKSZ);
+	w->nbatch = 0;
+	w->page = w->batch;
 	SblockInitPage(w->page, SBLOCK_PAGE_STREAM);
+}
+
+/* write the staged pages; the stream's pages stay consecutive from w->start (the build alone extends the fork) */
+static void
+SblockWriterDrain(SblockWriter *w)
+{
+	PgsAppendPages(w->index, w->forkNum, w->batch, w->nbatch);
+	w->nbatch = 0;
 }
 
 static void
 SblockWriterFlush(SblockWriter *w)
 {
 	((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + SBLOCK_PAGE_BYTES;
-	PgsAppendPage(w->index, w->forkNum, w->page);
 	w->npages++;
+	if (++w->nbatch == PGS_APPEND_BATCH)
+		SblockWriterDrain(w);
+	w->page = w->batch + (Size) w->nbatch * BLCKSZ;
 	SblockInitPage(w->page, SBLOCK_PAGE_STREAM);
 }
 
@@ -133,9 +145,10 @@ SblockWriterEnd(SblockWriter *w, SblockStream *stream)
 {
 	if (w->bytes % SBLOCK_PAGE_BYTES != 0)
 		SblockWriterFlush(w);
+	SblockWriterDrain(w);
 	stream->start = w->start;
 	stream->bytes = w->bytes;
-	pfree(w->page);
+	pfree(w->batch);
 }
 
 /* ---- reading streams ---- */
