@@ -25,7 +25,8 @@
  *     (the index points to the chain's root) and NULL values have no entry
  *     on the named page: misses.
  * A miss sends the caller to the heap, so every answer is right; the map is
- * rebuilt when misses are frequent and the index has received rows since.
+ * rebuilt when misses are frequent and the index has grown by a sixteenth
+ * since it was made.
  *
  * The map costs 12 bytes per indexed row, in a memory context of its own,
  * limited by pgsieve.token_map_mb (0 turns the map off).
@@ -48,14 +49,11 @@ typedef struct BscanTokenMapData
 {
 	Oid			indexOid;		/* InvalidOid: free slot */
 	RelFileNumber relNumber;
-	/* the meta page's append positions when the map was made */
-	BlockNumber insertPage;
-	BlockNumber tokenPage;
-	uint32		tokenFree;
+	BlockNumber builtBlocks;	/* the index's size when the map was made */
 	/* the data page layout (fixed for the index's life) */
 	int32		capacity;
 	int32		codeBytes;
-	bool		rebuild;		/* misses were frequent and rows came since */
+	bool		rebuild;		/* misses were frequent: make it again once the index grew */
 	uint64		lastUse;
 	int64		n;
 	uint64	   *keys;			/* heap TIDs as (block << 16 | offset), ascending */
@@ -174,9 +172,7 @@ BscanTokenMapBuild(Relation index, const BscanParams *p, BscanTokenMapData *m)
 	m->cxt = cxt;
 	m->indexOid = RelationGetRelid(index);
 	m->relNumber = PgsRelFileNumber(index);
-	m->insertPage = p->insertPage;
-	m->tokenPage = p->tokenPage;
-	m->tokenFree = p->tokenFree;
+	m->builtBlocks = nblocks;
 	m->capacity = p->capacity;
 	m->codeBytes = p->codeBytes;
 	m->rebuild = false;
@@ -208,12 +204,15 @@ BscanTokenMapOpen(Relation index)
 		if (maps[i].lastUse < victim->lastUse)
 			victim = &maps[i];
 	}
+	/*
+	 * Make the map again after frequent misses only once the index has grown
+	 * by a sixteenth since: misses that new rows do not explain (HOT chains,
+	 * NULLs) must not rebuild it on every call, and under a steady stream of
+	 * inserts this bounds the rebuilds' cost to a constant per inserted row.
+	 */
 	if (m && (m->relNumber != PgsRelFileNumber(index) ||
-			  (m->rebuild && (m->insertPage != info.p.insertPage || m->tokenPage != info.p.tokenPage ||
-							  m->tokenFree != info.p.tokenFree))))
+			  (m->rebuild && RelationGetNumberOfBlocks(index) >= m->builtBlocks + Max(8, m->builtBlocks / 16))))
 		BscanTokenMapFree(m);
-	else if (m)
-		m->rebuild = false;
 	if (m == NULL || m->indexOid == InvalidOid)
 	{
 		if (m == NULL)

@@ -41,7 +41,8 @@ int			sblock_cache_mb = SBLOCK_DEFAULT_CACHE_MB;
 #define SBLOCK_CACHE_SLOTS 4
 #define SBLOCK_CACHE_HUGE ((Size) 2 * 1024 * 1024)	/* a transparent huge page on x86-64 */
 
-typedef struct SblockCacheSlot
+/* typedef'd in sblock.h: a repeated typedef is C11, and PG 15's bitcode build compiles as C99 */
+struct SblockCacheSlot
 {
 	Oid			relid;
 	RelFileNumber relNumber;
@@ -53,7 +54,7 @@ typedef struct SblockCacheSlot
 	uint64	   *loaded;			/* bitmap over the pages */
 	uint64		used;			/* LRU clock */
 	uint64		gen;			/* scans check it: a slot may be reused under them */
-} SblockCacheSlot;
+};
 
 static SblockCacheSlot cacheSlots[SBLOCK_CACHE_SLOTS];
 static uint64 cacheClock = 0;
