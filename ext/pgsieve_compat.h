@@ -45,6 +45,32 @@ PgsNewBuffer(Relation index, ForkNumber forkNum)
 #endif
 }
 
+/*
+ * Extend the fork by up to n pages (a build's batch): pinned, zeroed and
+ * unlocked buffers in bufs; returns how many.  PG 16 extends once for all
+ * of them; before, one P_NEW read each.
+ */
+static inline int
+PgsExtendBy(Relation index, ForkNumber forkNum, int n, Buffer *bufs)
+{
+#if PG_VERSION_NUM >= 160000
+	uint32		extended = 0;
+
+	ExtendBufferedRelBy(BMR_REL(index), forkNum, NULL, 0, n, bufs, &extended);
+	return (int) extended;
+#else
+	bool		unlock = !RELATION_IS_LOCAL(index);
+
+	if (unlock)
+		LockRelationForExtension(index, ExclusiveLock);
+	for (int i = 0; i < n; i++)
+		bufs[i] = ReadBufferExtended(index, forkNum, P_NEW, RBM_NORMAL, NULL);
+	if (unlock)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	return n;
+#endif
+}
+
 /* PG 18 gave vacuum_delay_point an is_analyze argument */
 #if PG_VERSION_NUM >= 180000
 #define PgsVacuumDelayPoint() vacuum_delay_point(false)

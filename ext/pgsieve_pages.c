@@ -36,21 +36,20 @@ PgsAppendPage(Relation index, ForkNumber forkNum, Page image)
 
 /*
  * Append count page images (consecutive BLCKSZ pages at images) at the end
- * of the fork, each logged as a full page image.  On PG 16 and later the
- * fork is extended once for the batch: extending it page by page cost a
- * zero-filling write() per page, most of the time a build spent writing.
+ * of the fork, each logged as a full page image.  The fork is extended once
+ * per batch where the server can (PgsExtendBy): extending it page by page
+ * cost a zero-filling write() per page, most of the time a build spent
+ * writing.
  */
 void
 PgsAppendPages(Relation index, ForkNumber forkNum, const char *images, int count)
 {
-#if PG_VERSION_NUM >= 160000
 	while (count > 0)
 	{
 		Buffer		bufs[PGS_APPEND_BATCH];
-		uint32		extended = 0;
+		int			extended = PgsExtendBy(index, forkNum, Min(count, PGS_APPEND_BATCH), bufs);
 
-		ExtendBufferedRelBy(BMR_REL(index), forkNum, NULL, 0, Min(count, PGS_APPEND_BATCH), bufs, &extended);
-		for (uint32 i = 0; i < extended; i++)
+		for (int i = 0; i < extended; i++)
 		{
 			GenericXLogState *state;
 			Page		page;
@@ -63,12 +62,8 @@ PgsAppendPages(Relation index, ForkNumber forkNum, const char *images, int count
 			UnlockReleaseBuffer(bufs[i]);
 		}
 		images += (Size) extended * BLCKSZ;
-		count -= (int) extended;
+		count -= extended;
 	}
-#else
-	for (int i = 0; i < count; i++)
-		PgsAppendPage(index, forkNum, (Page) (images + (Size) i * BLCKSZ));
-#endif
 }
 
 void

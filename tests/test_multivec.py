@@ -316,9 +316,10 @@ def test_kernel_levels_agree(lvl: str) -> None:
 
 @pytest.mark.parametrize("lvl", [lv for lv in K.available_levels() if lv in ("avx2", "avx512")])
 def test_short_query_shape_equals_panel_shape(lvl: str) -> None:
-    """Queries of <= 32 tokens skip document packing (query tokens in the SIMD lanes); longer ones use the
-    packed-panel shape.  Both compute every dot product as the same FMA chain, so a query's maxima are the
-    same bits whichever shape scores it: split a 45-token query (panels) into 32 + 13 tokens (short shape)."""
+    """Queries of <= 32 tokens skip document packing (query tokens in the SIMD lanes, and at most 8 tokens two
+    document rows per vector); longer ones use the packed-panel shape.  All compute every dot product as the same
+    FMA chain, so a query's maxima are the same bits whichever shape scores it: split a 45-token query (panels)
+    into 32 + 13 tokens (short shape), and compare its first 1, 2, 5 and 8 tokens alone."""
     rng = np.random.default_rng(11)
     with K.using_level(lvl):
         for nd, dim in ((1, 3), (7, 8), (8, 9), (9, 16), (70, 128), (75, 384), (3, 17)):
@@ -329,6 +330,10 @@ def test_short_query_shape_equals_panel_shape(lvl: str) -> None:
                 split = np.concatenate([K.maxsim_maxima(doc, q[:32], doc_scale=sc),
                                         K.maxsim_maxima(doc, q[32:], doc_scale=sc)])
                 assert whole.tobytes() == split.tobytes(), (lvl, nd, dim, doc.dtype)
+                # at most 8 tokens: AVX-512 scores two document rows per vector (lanes 8-15 the odd row)
+                for nq in (1, 2, 5, 8):
+                    short = K.maxsim_maxima(doc, q[:nq], doc_scale=sc)
+                    assert short.tobytes() == whole[:nq].tobytes(), (lvl, nq, nd, dim, doc.dtype)
                 ref = (q.astype(np.float64) @ (dequantize(codes, scales) if sc is not None
                                               else doc.astype(np.float64)).T).max(1)
                 assert np.abs(whole - ref).max() <= 1e-5

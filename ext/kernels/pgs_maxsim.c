@@ -413,14 +413,15 @@ DEFINE_COMPUTE_MR12(compute_avx2_1, block_avx2, AVX2_MR1, 1)
  * products are never folded into a maximum that is read.
  */
 static void
-qv_pack_query(const float *q, int nq, int dim, int L, void *scratch, float *qT)
+qv_pack_query_shape(const float *q, int nq, int dim, int L, int pair, void *scratch, float *qT)
 {
 	ScratchHeader *h = scratch_header(scratch);
 	float	   *copy = scratch_qcopy(scratch);
 	size_t		n = (size_t) nq * (size_t) dim;
-	int			groups = (nq + L - 1) / L;
+	int			groups = pair ? 1 : (nq + L - 1) / L;
+	int			code = pair ? -L : L;	/* the header tells the two shapes apart */
 
-	if (h->magic == SCRATCH_MAGIC && h->nq == nq && h->dim == dim && h->lanes == L &&
+	if (h->magic == SCRATCH_MAGIC && h->nq == nq && h->dim == dim && h->lanes == code &&
 		memcmp(copy, q, n * sizeof(float)) == 0)
 		return;
 	h->magic = 0;
@@ -428,7 +429,8 @@ qv_pack_query(const float *q, int nq, int dim, int L, void *scratch, float *qT)
 	for (int g = 0; g < groups; g++)
 		for (int l = 0; l < L; l++)
 		{
-			int			i = g * L + l;
+			/* pair: lanes l and l + L/2 hold the same query token (two document rows per vector) */
+			int			i = pair ? l % (L / 2) : g * L + l;
 			float	   *dst = qT + (size_t) g * dim * L + l;
 			const float *src = q + (size_t) i * dim;
 
@@ -438,8 +440,14 @@ qv_pack_query(const float *q, int nq, int dim, int L, void *scratch, float *qT)
 	memcpy(copy, q, n * sizeof(float));
 	h->nq = nq;
 	h->dim = dim;
-	h->lanes = L;
+	h->lanes = code;
 	h->magic = SCRATCH_MAGIC;
+}
+
+static void
+qv_pack_query(const float *q, int nq, int dim, int L, void *scratch, float *qT)
+{
+	qv_pack_query_shape(q, nq, dim, L, 0, scratch, qT);
 }
 
 /*
@@ -632,6 +640,44 @@ qv_block_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const
 			vmax[g] = _mm512_max_ps(acc[t][g], vmax[g]);
 }
 
+/*
+ * AVX-512, at most 8 query tokens: lanes 0-7 score document row 2p and lanes
+ * 8-15 row 2p + 1 against the same query tokens, so a vector does twice the
+ * work of the one-row shape, whose lanes past nq would be idle.  Each lane
+ * still runs its own FMA chain over k, so the maxima are the same bits.  An
+ * odd last row is paired with itself.
+ */
+AVX512_ATTR static ALWAYS_INLINE void
+qv_block_pair_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, const int T)
+{
+	__m512		acc[QV_ROWS / 2];
+	const int	P = (T + 1) / 2;
+
+	_Pragma("GCC unroll 4")
+	for (int p = 0; p < P; p++)
+		acc[p] = _mm512_setzero_ps();
+	for (int k = 0; k < dim; k++)
+	{
+		__m512		qv = _mm512_load_ps(qT + (size_t) k * 16);
+
+		_Pragma("GCC unroll 4")
+		for (int p = 0; p < P; p++)
+		{
+			const float *r0 = rows + (size_t) (2 * p) * dim;
+			const float *r1 = rows + (size_t) (2 * p + 1 < T ? 2 * p + 1 : 2 * p) * dim;
+			__m512		b = _mm512_mask_broadcastss_ps(_mm512_set1_ps(r0[k]), (__mmask16) 0xFF00,
+													   _mm_load_ss(r1 + k));
+
+			acc[p] = _mm512_fmadd_ps(b, qv, acc[p]);
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int p = 0; p < P; p++)
+		*vmax = _mm512_max_ps(acc[p], *vmax);
+}
+
+#define QV_PAIR_CASE(T, ...) case T: qv_block_pair_avx512(__VA_ARGS__, T); break;
+
 /* sixteen consecutive elements k .. k + 15 of document token t, widened as load8_doc does */
 AVX512_ATTR static ALWAYS_INLINE __m512
 load16_doc(const DocRef *doc, DocFormat fmt, int t, int k)
@@ -685,6 +731,39 @@ qv_update_avx512(const float *q, int nq, const DocRef *doc, float *qmax, void *s
 	float	   *qT = scratch_work(scratch, dim);
 	float	   *rowbuf = align64(qT + (size_t) QV_MAXQ * dim);
 
+	if (nq <= 8)
+	{
+		qv_pack_query_shape(q, nq, dim, 16, 1, scratch, qT);
+		vmax[0] = _mm512_set1_ps(-INFINITY);
+		for (int j = 0; j < doc->nd; j += QV_ROWS)
+		{
+			int			T = doc->nd - j < QV_ROWS ? doc->nd - j : QV_ROWS;
+			const float *rows = qv_rows_avx512(doc, j, T, rowbuf);
+
+			switch (T)
+			{
+				QV_PAIR_CASE(1, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(2, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(3, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(4, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(5, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(6, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(7, qT, dim, rows, &vmax[0])
+				QV_PAIR_CASE(8, qT, dim, rows, &vmax[0])
+				default:
+					break;
+			}
+		}
+		_mm512_storeu_ps(lanes, vmax[0]);
+		for (int i = 0; i < nq; i++)
+		{
+			float		m = lanes[i] > lanes[i + 8] ? lanes[i] : lanes[i + 8];
+
+			if (m > qmax[i])
+				qmax[i] = m;
+		}
+		return;
+	}
 	qv_pack_query(q, nq, dim, 16, scratch, qT);
 	vmax[0] = vmax[1] = _mm512_set1_ps(-INFINITY);
 	for (int j = 0; j < doc->nd; j += QV_ROWS)
