@@ -676,8 +676,6 @@ qv_block_pair_avx512(const float *qT, int dim, const float *rows, __m512 *vmax, 
 		*vmax = _mm512_max_ps(acc[p], *vmax);
 }
 
-#define QV_PAIR_CASE(T, ...) case T: qv_block_pair_avx512(__VA_ARGS__, T); break;
-
 /* sixteen consecutive elements k .. k + 15 of document token t, widened as load8_doc does */
 AVX512_ATTR static ALWAYS_INLINE __m512
 load16_doc(const DocRef *doc, DocFormat fmt, int t, int k)
@@ -740,19 +738,7 @@ qv_update_avx512(const float *q, int nq, const DocRef *doc, float *qmax, void *s
 			int			T = doc->nd - j < QV_ROWS ? doc->nd - j : QV_ROWS;
 			const float *rows = qv_rows_avx512(doc, j, T, rowbuf);
 
-			switch (T)
-			{
-				QV_PAIR_CASE(1, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(2, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(3, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(4, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(5, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(6, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(7, qT, dim, rows, &vmax[0])
-				QV_PAIR_CASE(8, qT, dim, rows, &vmax[0])
-				default:
-					break;
-			}
+			QV_SWITCH(qv_block_pair_avx512, T, qT, dim, rows, &vmax[0])
 		}
 		_mm512_storeu_ps(lanes, vmax[0]);
 		for (int i = 0; i < nq; i++)
