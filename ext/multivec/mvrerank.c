@@ -25,14 +25,14 @@
 
 #include "access/detoast.h"
 #include "access/genam.h"
-#include "catalog/pg_am.h"
-#include "catalog/pg_index.h"
-#include "commands/defrem.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -314,16 +314,9 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		else
 			fromTable++;
 		old = MemoryContextSwitchTo(rowCtx);
-		{
-			MultiVec   *doc = copy ? (MultiVec *) copy :
-				RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize);
-
-			if (doc->dim != query->dim)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("different multivec dimensions %d and %d", doc->dim, query->dim)));
-			hit.score = MultiVecMaxSimFloats(doc, qf, query->ntok, query->dim, &cache);
-		}
+		hit.score = MultiVecMaxSimFloats(copy ? (MultiVec *) copy :
+										 RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize),
+										 qf, query->ntok, query->dim, &cache);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowCtx);
 		ExecClearTuple(slot);

@@ -640,7 +640,8 @@ class Collection:
         metadata filter it runs on the generic plan (``plan_cache_mode = force_generic_plan``): the plan
         of a pipeline does not depend on its query vectors, and planning the statement's CTEs anew costs
         about as much as a gather stage.  With a filter each execution is planned for its filter's
-        selectivity.  The SET LOCALs go in one round trip.
+        selectivity.  The statement's text is rendered once per ``Compiled.key`` (per pipeline shape) and
+        the SET LOCALs go in one round trip.
         """
         from .adapters import register_pgsieve
 
