@@ -15,6 +15,18 @@
 #include "pgsieve_compat.h"
 #include "pgsieve_pages.h"
 
+/* Write image over the new, exclusively locked buffer as a full page image, and release it. */
+static void
+PgsWriteNewPage(Relation index, Buffer buf, const char *image)
+{
+	GenericXLogState *state = GenericXLogStart(index);
+	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+
+	memcpy(page, image, BLCKSZ);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
 /*
  * Builds assemble each page in local memory and write it once: a new block
  * at the end of the fork, logged as a full page image (GenericXLog skips the
@@ -25,21 +37,16 @@ PgsAppendPage(Relation index, ForkNumber forkNum, Page image)
 {
 	Buffer		buf = PgsNewBuffer(index, forkNum);
 	BlockNumber blkno = BufferGetBlockNumber(buf);
-	GenericXLogState *state = GenericXLogStart(index);
-	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
 
-	memcpy(page, image, BLCKSZ);
-	GenericXLogFinish(state);
-	UnlockReleaseBuffer(buf);
+	PgsWriteNewPage(index, buf, image);
 	return blkno;
 }
 
 /*
  * Append count page images (consecutive BLCKSZ pages at images) at the end
- * of the fork, each logged as a full page image.  The fork is extended once
- * per batch where the server can (PgsExtendBy): extending it page by page
- * cost a zero-filling write() per page, most of the time a build spent
- * writing.
+ * of the fork, as PgsAppendPage does one.  The fork is extended once per
+ * batch where the server can (PgsExtendBy): extending it page by page cost a
+ * zero-filling write() per page, most of the time a build spent writing.
  */
 void
 PgsAppendPages(Relation index, ForkNumber forkNum, const char *images, int count)
@@ -51,15 +58,8 @@ PgsAppendPages(Relation index, ForkNumber forkNum, const char *images, int count
 
 		for (int i = 0; i < extended; i++)
 		{
-			GenericXLogState *state;
-			Page		page;
-
 			LockBuffer(bufs[i], BUFFER_LOCK_EXCLUSIVE);
-			state = GenericXLogStart(index);
-			page = GenericXLogRegisterBuffer(state, bufs[i], GENERIC_XLOG_FULL_IMAGE);
-			memcpy(page, images + (Size) i * BLCKSZ, BLCKSZ);
-			GenericXLogFinish(state);
-			UnlockReleaseBuffer(bufs[i]);
+			PgsWriteNewPage(index, bufs[i], images + (Size) i * BLCKSZ);
 		}
 		images += (Size) extended * BLCKSZ;
 		count -= extended;

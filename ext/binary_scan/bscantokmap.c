@@ -28,7 +28,7 @@
  * rebuilt when misses are frequent and the index has grown by a sixteenth
  * since it was made.
  *
- * The map costs 12 bytes per indexed row, in a memory context of its own,
+ * The map costs 16 bytes per indexed row, in a memory context of its own,
  * limited by pgsieve.token_map_mb (0 turns the map off).
  */
 #include "postgres.h"
@@ -45,6 +45,13 @@
 
 int			bscan_token_map_mb = BSCAN_TOKMAP_DEFAULT_MB;
 
+/* one indexed row: its heap TID as (block << 16 | offset), and the data page that held its entry */
+typedef struct BscanTokenMapEntry
+{
+	uint64		key;
+	BlockNumber page;
+} BscanTokenMapEntry;
+
 typedef struct BscanTokenMapData
 {
 	Oid			indexOid;		/* InvalidOid: free slot */
@@ -56,8 +63,7 @@ typedef struct BscanTokenMapData
 	bool		rebuild;		/* misses were frequent: make it again once the index grew */
 	uint64		lastUse;
 	int64		n;
-	uint64	   *keys;			/* heap TIDs as (block << 16 | offset), ascending */
-	BlockNumber *pages;			/* ... and their entries' data pages */
+	struct BscanTokenMapEntry *entries; /* by ascending key */
 	MemoryContext cxt;
 	/* per call */
 	BlockNumber nblocks;
@@ -74,7 +80,7 @@ BscanTokenMapInit(void)
 	DefineCustomIntVariable("pgsieve.token_map_mb",
 							"Memory per backend for the heap-TID map maxsim_rerank uses to read tokens "
 							"from a multivec_fde index's copy instead of TOAST.",
-							"12 bytes per indexed row; an index whose map would not fit is read from the heap. "
+							"16 bytes per indexed row; an index whose map would not fit is read from the heap. "
 							"0 turns the map off.",
 							&bscan_token_map_mb, BSCAN_TOKMAP_DEFAULT_MB, 0, 1024 * 1024,
 							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
@@ -87,10 +93,10 @@ BscanTidKey(const ItemPointerData *tid)
 }
 
 static int
-BscanKeyPageCmp(const void *a, const void *b)
+BscanTokenMapEntryCmp(const void *a, const void *b)
 {
-	uint64		x = ((const uint64 *) a)[0];
-	uint64		y = ((const uint64 *) b)[0];
+	uint64		x = ((const BscanTokenMapEntry *) a)->key;
+	uint64		y = ((const BscanTokenMapEntry *) b)->key;
 
 	return x < y ? -1 : x > y;
 }
@@ -115,12 +121,12 @@ BscanTokenMapBuild(Relation index, const BscanParams *p, BscanTokenMapData *m)
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 	int64		cap = 1024;
 	int64		n = 0;
-	uint64	   *pairs;			/* (key, page) interleaved while collecting */
+	BscanTokenMapEntry *entries;
 	/* under the statement's context until complete, so an error or cancel frees it */
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "multivec_fde token map",
 											  ALLOCSET_DEFAULT_SIZES);
 
-	pairs = MemoryContextAllocHuge(cxt, sizeof(uint64) * 2 * cap);
+	entries = MemoryContextAllocHuge(cxt, sizeof(BscanTokenMapEntry) * cap);
 	for (BlockNumber blkno = BscanFirstListed(p, BSCAN_PAGE_DATA), next, steps = 0;
 		 BlockNumberIsValid(blkno) && blkno < nblocks; blkno = next)
 	{
@@ -136,7 +142,7 @@ BscanTokenMapBuild(Relation index, const BscanParams *p, BscanTokenMapData *m)
 		next = BscanNextListed(index, p, BSCAN_PAGE_DATA, blkno, page, nblocks, &steps);
 		count = Min(BscanPageGetOpaque(page)->count, p->capacity);
 		tids = BscanPageTids(page, p->capacity, p->codeBytes);
-		if ((Size) (n + count) * (2 * sizeof(uint64) + sizeof(uint64) + sizeof(BlockNumber)) > limit)
+		if ((Size) (n + count) * sizeof(BscanTokenMapEntry) > limit)
 		{
 			UnlockReleaseBuffer(buf);
 			MemoryContextDelete(cxt);
@@ -145,29 +151,21 @@ BscanTokenMapBuild(Relation index, const BscanParams *p, BscanTokenMapData *m)
 		if (n + count > cap)
 		{
 			cap = Max(2 * cap, n + count);
-			pairs = repalloc_huge(pairs, sizeof(uint64) * 2 * cap);
+			entries = repalloc_huge(entries, sizeof(BscanTokenMapEntry) * cap);
 		}
 		for (int i = 0; i < count; i++)
 		{
 			ItemPointerData tid = BscanTidGet(&tids[i]);
 
-			pairs[2 * n] = BscanTidKey(&tid);
-			pairs[2 * n + 1] = blkno;
+			entries[n].key = BscanTidKey(&tid);
+			entries[n].page = blkno;
 			n++;
 		}
 		UnlockReleaseBuffer(buf);
 	}
-	qsort(pairs, n, 2 * sizeof(uint64), BscanKeyPageCmp);
-
-	m->keys = MemoryContextAllocHuge(cxt, sizeof(uint64) * Max(n, 1));
-	m->pages = MemoryContextAllocHuge(cxt, sizeof(BlockNumber) * Max(n, 1));
-	for (int64 i = 0; i < n; i++)
-	{
-		m->keys[i] = pairs[2 * i];
-		m->pages[i] = (BlockNumber) pairs[2 * i + 1];
-	}
-	pfree(pairs);
+	qsort(entries, n, sizeof(BscanTokenMapEntry), BscanTokenMapEntryCmp);
 	MemoryContextSetParent(cxt, TopMemoryContext);
+	m->entries = entries;
 	m->n = n;
 	m->cxt = cxt;
 	m->indexOid = RelationGetRelid(index);
@@ -277,14 +275,14 @@ BscanTokenMapRead(BscanTokenMap map, Relation index, const ItemPointerData *tid,
 	{
 		int64		mid = lo + (hi - lo) / 2;
 
-		if (m->keys[mid] < key)
+		if (m->entries[mid].key < key)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	m->lookups++;
-	if (lo >= m->n || m->keys[lo] != key || m->pages[lo] >= m->nblocks ||
-		!BscanTokenMapProbe(index, m, m->pages[lo], tid, &ptr))
+	if (lo >= m->n || m->entries[lo].key != key || m->entries[lo].page >= m->nblocks ||
+		!BscanTokenMapProbe(index, m, m->entries[lo].page, tid, &ptr))
 	{
 		/* frequent misses after new rows: make the map again next time */
 		if (++m->misses >= 4 && m->misses * 8 >= m->lookups)
