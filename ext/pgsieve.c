@@ -8,6 +8,7 @@
 #include "utils/guc.h"
 
 #include "binary_scan/bscan.h"
+#include "multivec/multivec.h"
 #include "sparse_block/sblock.h"
 #include "pgs_kernels.h"
 #include "pgsieve.h"
@@ -22,6 +23,7 @@ _PG_init(void)
 	MvfdeInit();
 	BscanTokenMapInit();
 	SblockInit();
+	MultiVecRerankInit();
 	MarkGUCPrefixReserved("pgsieve");
 }
 

@@ -49,8 +49,11 @@ def test_rows_acceptance_and_markdown(rows_ctx) -> None:
     acc = ctx.meta["acceptance"]
     assert {"hybrid_beats_best_single", "speedup_p50", "equal_ndcg", "five_times_faster_at_equal_ndcg",
             "hybrid_beats_exhaustive_maxsim", "pruned_five_times_faster_at_equal_ndcg"} <= set(acc)
+    # the screen (pgsieve.maxsim_screen) changes no hit: the default hybrid and the unscreened one agree
+    assert ctx.meta["pipeline"]["screen_same_hits"] is True and "screen_speedup_p50" in acc
+    assert by["hybrid"]["ndcg_at_10"] == by["hybrid_unscreened"]["ndcg_at_10"]
     md = PS.markdown(ctx.meta, rows)
-    assert "| hybrid_managed |" in md and "Acceptance (issue 5)" in md
+    assert "| hybrid_managed |" in md and "Acceptance (issue 5)" in md and "maxsim_rerank's screen" in md
 
 
 def test_ndcg_matches_a_hand_computed_value() -> None:

@@ -14,6 +14,9 @@ nDCG@10 with ir-measures.  Rows (pgsieve mode unless named ``*_managed``):
 - ``hybrid_rrf``         BM25 100 + dense 100 → RRF(60), no re-rank;
 - ``hybrid``             the default pipeline: BM25 100 + dense 100 → RRF(60) → MaxSim re-rank of 100 (int8 tokens,
                          ``maxsim_rerank``);
+- ``hybrid_unscreened``  the default pipeline with ``pgsieve.maxsim_screen = off``: every candidate scored with the
+                         float MaxSim kernel (``hybrid`` screens them first where the CPU has AMX or AVX512-VNNI;
+                         the results must be the same rows);
 - ``hybrid_pruned``      the same with ``maxsim_rerank``'s candidate pruning and early exit (alpha 0.03, beta 3);
 - ``hybrid_managed``     the same pipeline compiled for managed mode: pgvector HNSW on ``sparsevec`` (≤ 1000
                          non-zeros) and ``vector``, tokens as ``halfvec[]``, MaxSim in SQL (unnest + max): the
@@ -36,7 +39,8 @@ from .. import common as C
 from .. import mvtokens as MV
 
 SUITE = "pipeline"
-SYSTEM_NAMES = ["bm25", "dense", "maxsim_exhaustive", "hybrid_rrf", "hybrid", "hybrid_pruned", "hybrid_managed"]
+SYSTEM_NAMES = ["bm25", "dense", "maxsim_exhaustive", "hybrid_rrf", "hybrid", "hybrid_unscreened", "hybrid_pruned",
+                "hybrid_managed"]
 DBS = {"pgsieve": "pgsieve_bench_pipeline", "managed": "pgsieve_bench_pipeline_managed"}
 COLL = "bench_pipe"
 GATHER_K = 100
@@ -172,6 +176,8 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
         ("hybrid_rrf", "pgsieve", Pipeline(gather("bm25", GATHER_K), gather("dense", GATHER_K), rrf(60)),
          {"gather_k": GATHER_K, "rrf_k": 60}),
         ("hybrid", "pgsieve", hybrid, {"gather_k": GATHER_K, "rrf_k": 60, "rerank": "maxsim int8", "mode": "pgsieve"}),
+        ("hybrid_unscreened", "pgsieve", hybrid, {"gather_k": GATHER_K, "rrf_k": 60, "rerank": "maxsim int8",
+                                                  "mode": "pgsieve", "maxsim_screen": "off"}),
         ("hybrid_pruned", "pgsieve",
          Pipeline(gather("bm25", GATHER_K), gather("dense", GATHER_K), rrf(60),
                   rerank_maxsim("colbert", GATHER_K, alpha=0.03, beta=3)),
@@ -185,8 +191,11 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
     # hand a slow phase to whichever system ran during it.
     compiled: dict[str, list[Any]] = {}
     for system, mode, p, cfg in systems:
-        def prep(system=system, mode=mode, p=p) -> None:
+        def prep(system=system, mode=mode, p=p, cfg=cfg) -> None:
             compiled[system] = [colls[mode].compile(q, p, k=10) for q in qtexts]
+            if "maxsim_screen" in cfg:
+                for c in compiled[system]:
+                    c.settings["pgsieve.maxsim_screen"] = cfg["maxsim_screen"]
         ctx.guarded(system, prep, lambda: None)
     passes: dict[str, list[tuple[list[list[str]], np.ndarray]]] = {s: [] for s in compiled}
     for _ in range(max(1, C.REPEAT)):
@@ -208,6 +217,8 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
             t = C.Timed([[int(x) for x in r] for r in ids], lat, srv)
             rows.append(C.make_row(SUITE, system, cfg, n, t, None, build[mode], None, ndcg_at_10=round(nd, 4),
                                    ndcg_at_10_first40=round(nd_sub, 4)))
+            if system in ("hybrid", "hybrid_unscreened"):  # the screen must not change a single hit
+                ctx.meta.setdefault("pipeline_ids", {})[system] = ids
             C.log(f"{system}: nDCG@10 {nd:.4f}, p50 {t.p50:.2f} ms (server {t.server_p50:.2f} ms)")
         ctx.guarded(system, finish, lambda: None)
 
@@ -231,6 +242,12 @@ def run(ctx: C.Context) -> list[dict[str, Any]]:
                                build["pgsieve"], None, ndcg_at_10=None, ndcg_at_10_first40=round(nd, 4)))
         C.log(f"maxsim_exhaustive: nDCG@10 {nd:.4f} ({len(sub)} queries), p50 {t.p50:.1f} ms")
     ctx.guarded("maxsim_exhaustive", exhaustive, lambda: None)
+    from pgsieve import kernels as K
+
+    ctx.meta["pipeline"]["screen_path"] = K.screen_path()  # the server runs on this machine's CPU
+    got = ctx.meta.pop("pipeline_ids", {})
+    if len(got) == 2:
+        ctx.meta["pipeline"]["screen_same_hits"] = got["hybrid"] == got["hybrid_unscreened"]
     ctx.meta["acceptance"] = acceptance(rows)
     for c in colls.values():
         c.conn.close()
@@ -257,6 +274,8 @@ def acceptance(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["ndcg_difference"] = round(h["ndcg_at_10"] - m["ndcg_at_10"], 4)
         out["equal_ndcg"] = abs(out["ndcg_difference"]) <= 0.01
         out["five_times_faster_at_equal_ndcg"] = out["speedup_p50"] >= 5 and out["equal_ndcg"]
+    if "hybrid" in by and "hybrid_unscreened" in by:
+        out["screen_speedup_p50"] = round(by["hybrid_unscreened"]["p50_ms"] / by["hybrid"]["p50_ms"], 2)
     if "hybrid_pruned" in by and "hybrid_managed" in by:  # the same pipeline with maxsim_rerank's CP + EE
         h, m = by["hybrid_pruned"], by["hybrid_managed"]
         out["pruned_speedup_p50"] = round(m["p50_ms"] / h["p50_ms"], 2)
@@ -288,6 +307,10 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(f"- pgsieve mode vs the same pipeline on pgvector alone: {acc['speedup_p50']}× (client p50), "
                      f"{acc.get('speedup_server_p50')}× (server p50), nDCG@10 difference {acc['ndcg_difference']}: "
                      f"{'PASS' if acc['five_times_faster_at_equal_ndcg'] else 'FAIL'} (≥ 5× at equal nDCG@10)")
+    if "screen_speedup_p50" in acc:
+        lines.append(f"- maxsim_rerank's screen (path: {pm.get('screen_path')}): default hybrid "
+                     f"{acc['screen_speedup_p50']}× faster than with `pgsieve.maxsim_screen = off` (client p50); "
+                     f"same hits for every query: {pm.get('screen_same_hits')}")
     if "pruned_speedup_p50" in acc:
         lines.append(f"- with maxsim_rerank's candidate pruning + early exit (alpha 0.03, beta 3; pgsieve only): "
                      f"{acc['pruned_speedup_p50']}× (client p50), nDCG@10 difference {acc['pruned_ndcg_difference']}: "

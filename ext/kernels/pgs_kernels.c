@@ -17,6 +17,10 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
+#if defined(PGS_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static inline uint64_t
 load_u64(const uint8_t *p)
@@ -458,6 +462,11 @@ dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n)
 }
 
 /* ===================== x86-64 levels ===================== */
+
+static int	has_vnni = 0;		/* AVX512-VNNI, on top of the avx512 level (detect_level) */
+static int	has_amx = 0;		/* AMX-TILE + AMX-INT8 with the OS's tile state (detect_level) */
+static int	amx_granted = -1;	/* this process may use AMX: -1 not asked yet */
+static int	amx_off = 0;		/* tests: pgs_kernels_set_amx(0) */
 
 #ifdef PGS_X86
 
@@ -947,7 +956,19 @@ detect_level(void)
 	level = PGS_LEVEL_AVX2;
 	if (avx512_os && (ebx & bit_AVX512F) && (ebx & bit_AVX512BW) && (ebx & bit_AVX512VL) &&
 		(ecx & bit_AVX512VPOPCNTDQ))
+	{
 		level = PGS_LEVEL_AVX512;
+		has_vnni = (ecx & (1u << 11)) != 0;	/* CPUID.(7,0):ECX.AVX512_VNNI */
+		/* CPUID.(7,0):EDX.AMX_TILE and AMX_INT8, and XCR0's XTILECFG + XTILEDATA */
+		if ((edx & (1u << 24)) && (edx & (1u << 25)))
+		{
+			unsigned int xlo,
+						xhi;
+
+			__asm__ volatile ("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+			has_amx = (xlo & (3u << 17)) == (3u << 17);
+		}
+	}
 	return level;
 }
 
@@ -1209,6 +1230,47 @@ pgs_kernels_set_level(int level)
 		level = max_level;
 	set_table(level);
 	return level;
+}
+
+/*
+ * Linux enables the AMX tile data per process on request (arch_prctl
+ * ARCH_REQ_XCOMP_PERM): until then a tile instruction raises SIGILL.  Asked
+ * once, on first use; a refusal (old kernel, seccomp) leaves AMX unused.
+ */
+static int
+amx_request(void)
+{
+#if defined(PGS_X86) && defined(__linux__) && defined(SYS_arch_prctl)
+	if (amx_granted < 0)
+		amx_granted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */ ,
+							  18 /* XFEATURE_XTILEDATA */ ) == 0;
+	return amx_granted;
+#else
+	return 0;
+#endif
+}
+
+int
+pgs_kernels_amx(void)
+{
+	pgs_kernels_init();
+	if (!has_amx || amx_off || cur_level < PGS_LEVEL_AVX512)
+		return 0;
+	return amx_request();
+}
+
+int
+pgs_kernels_set_amx(int on)
+{
+	amx_off = !on;
+	return pgs_kernels_amx();
+}
+
+int
+pgs_kernels_vnni(void)
+{
+	pgs_kernels_init();
+	return has_vnni && cur_level >= PGS_LEVEL_AVX512;
 }
 
 const char *

@@ -45,6 +45,17 @@ int			pgs_kernels_set_level(int level);
 /* Name of a level ("scalar", "popcnt", "avx2", "avx512"). */
 const char *pgs_kernels_level_name(int level);
 
+/* 1 when the level in use is avx512 and the CPU also has AVX512-VNNI
+ * (integer dot-product instructions; the MaxSim screening kernel uses them). */
+int			pgs_kernels_vnni(void);
+
+/* 1 when, on top of that, the CPU has AMX-TILE + AMX-INT8 and this process was
+ * granted the tile state (Linux asks the kernel once, on the first call). */
+int			pgs_kernels_amx(void);
+
+/* Tests: turn AMX off (0) or back on; returns pgs_kernels_amx(). */
+int			pgs_kernels_set_amx(int on);
+
 /* ---- bits ---------------------------------------------------------------- */
 
 /* popcount of nbytes bytes */

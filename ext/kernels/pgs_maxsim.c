@@ -982,3 +982,605 @@ pgs_quantize_i8_token(const float *x, int dim, int8_t *codes)
 	}
 	return scale;
 }
+
+/* ===================== screening int8 documents ===================== */
+
+/*
+ * The query rounded to int16 per token: q_ik = sq_i * Q_ik + e_ik with
+ * |Q_ik| <= qm and |e_ik| <= E_i.  qm keeps every integer dot product of a
+ * row of dim codes (|code| <= 128) inside int32, the accumulators of the
+ * integer instructions (which wrap, so they must never overflow), and below
+ * 127 * 256 + 127 so that Q splits into two int8 halves, Q = 256 hi + lo
+ * with lo, hi in [-128, 127], for the int8 tile products of AMX.
+ *
+ * Screen memory, after this header: Q row-major (SCREEN_MAXQ rows of dpad
+ * int16; the scalar reference reads it), the same values laid out for the
+ * path chosen at prepare time, and a buffer of document rows.  dpad is dim
+ * rounded up to 64; padding is zeros.
+ *   VNNI: lane groups of 16 tokens, qT[((g * dpad / 2 + k / 2) * 16 + l) * 2
+ *     + k % 2] = Q_{16 g + l, k} (for at most 8 tokens, one group whose lanes
+ *     l and l + 8 both hold token l, so a step scores two document rows); the
+ *     row buffer holds SCREEN_ROWS document rows widened to int16.
+ *   AMX: per lane group g, chunk c of 64 dimensions and half h (hi, lo), a
+ *     1 KB B tile, B[r][4 l + b] = half of Q_{16 g + l, 64 c + 4 r + b}; the
+ *     row buffer holds a document of fewer than 16 tokens padded to 16 rows.
+ */
+#define SCREEN_MAXQ 32
+#define SCREEN_ROWS 8
+#define SCREEN_QM_MAX 32639		/* 127 * 256 + 127 */
+
+enum
+{
+	SCREEN_SCALAR,
+	SCREEN_VNNI,
+	SCREEN_AMX
+};
+
+typedef struct ScreenHeader
+{
+	int			nq;
+	int			dim;
+	int			dpad;
+	int			path;			/* SCREEN_SCALAR, SCREEN_VNNI or SCREEN_AMX */
+	int			pair;			/* VNNI, nq <= 8: two rows per step */
+	double		wmax;			/* refuse documents whose W would let the float kernel overflow */
+	double		bsum;			/* sum of berr */
+	float		sq[SCREEN_MAXQ];	/* per-token scale of the rounded query */
+	double		qabs[SCREEN_MAXQ];	/* max_k |q_ik| */
+	double		berr[SCREEN_MAXQ];	/* B_i of screen_bound */
+} ScreenHeader;
+
+#define SCREEN_HEADER_BYTES ((sizeof(ScreenHeader) + 63) & ~(size_t) 63)
+
+static inline int
+screen_dpad(int dim)
+{
+	return (dim + 63) & ~63;
+}
+
+static inline int16_t *
+screen_qplain(void *screen)
+{
+	return (int16_t *) ((char *) align64(screen) + SCREEN_HEADER_BYTES);
+}
+
+static inline void *
+screen_layout(void *screen, int dpad)
+{
+	return screen_qplain(screen) + (size_t) SCREEN_MAXQ * dpad;
+}
+
+static inline void *
+screen_rowbuf(void *screen, int dpad)
+{
+	return (char *) screen_layout(screen, dpad) + (size_t) 2 * 16 * dpad * sizeof(int16_t);
+}
+
+int
+pgs_maxsim_screen_fast(void)
+{
+	return pgs_kernels_amx() || pgs_kernels_vnni();
+}
+
+size_t
+pgs_maxsim_screen_bytes(int nq, int dim)
+{
+	size_t		dpad = (size_t) screen_dpad(dim > 0 ? dim : 1);
+
+	(void) nq;
+	/* Q, its layout (64 dpad bytes either way), SCREEN_ROWS int16 rows >= 16 int8 rows */
+	return 64 + SCREEN_HEADER_BYTES + (SCREEN_MAXQ * dpad + 2 * 16 * dpad + SCREEN_ROWS * dpad) * sizeof(int16_t);
+}
+
+/*
+ * screen_bound: why |exact - estimate| <= bound.  Let u = 2^-24, dq_jk =
+ * fl(code_jk * sd_j) = code_jk * sd_j * (1 + d_jk) with |d_jk| <= u the
+ * dequantized document the float kernel reads, x_ij = sum_k q_ik * dq_jk
+ * exactly, f_ij the kernel's float dot product, I_ij = sum_k Q_ik * code_jk
+ * (exact, int32) and a_ij = fl(fl(I_ij) * sd_j), the screen's value, so the
+ * estimate of max_j f_ij is sq_i * max_j a_ij (exact in double; sq_i >= 0).
+ * With L1_j = sum_k |code_jk| <= 128 dim and qabs_i = max_k |q_ik|:
+ *   |f_ij - x_ij|            <= g * sum_k |q_ik dq_jk|, g = (dim + 2) u / (1 - (dim + 2) u)
+ *                                (an FMA chain, or products rounded then summed)
+ *                            <= g * qabs_i * (1 + u) * |sd_j| L1_j
+ *   |x_ij - sq_i sd_j I_ij|  =  |sd_j sum_k code_jk (e_ik + q_ik d_jk)| <= |sd_j| L1_j (E_i + u qabs_i)
+ *   |sq_i sd_j I_ij - sq_i a_ij| <= (2u + u^2) |sd_j| |sq_i I_ij| <= 2.01 u |sd_j| L1_j (qabs_i + E_i)
+ * so |f_ij - sq_i a_ij| <= |sd_j| L1_j B_i with B_i the sum of the three
+ * factors, and a maximum moves by at most the largest such difference:
+ *   |max_j f_ij - sq_i max_j a_ij| <= W B_i, W = 128 dim max_j |sd_j|.
+ * (The exact max_j |sd_j| L1_j is up to about 4x smaller, but summing |code|
+ * cost a third of the screen's time; the looser W lets a few more candidates
+ * through to the exact pass, which costs less.)
+ * Both MaxSims sum their nq maxima in double (error <= nq 2^-53 per term's
+ * magnitude, taken twice), and subnormal results can lose up to 2^-149 per
+ * operation, absolutely: screen_bound adds both.  A document with
+ * qabs_i * W too large for the float kernel (overflow) is not screened.
+ */
+static double
+screen_bound(const ScreenHeader *h, double W, double estAbs)
+{
+	double		b = W * h->bsum * (1.0 + ldexp(1.0, -40));
+	double		tiny = 0;
+
+	for (int i = 0; i < h->nq; i++)
+		tiny += (double) (h->dim + 2) * (1.0 + h->qabs[i]) * ldexp(1.0, -148);
+	return b + (double) h->nq * ldexp(1.0, -51) * (estAbs + b) + tiny;
+}
+
+/* round token i of q into Q (row i of qplain); sets sq, qabs and berr */
+static void
+screen_round_token(ScreenHeader *h, const float *qi, int i, double qm, int16_t *row)
+{
+	double		u = ldexp(1.0, -24);
+	double		g = (h->dim + 2) * u / (1.0 - (h->dim + 2) * u);
+	float		m = 0.0f;
+	float		s;
+	double		e = 0;
+
+	for (int k = 0; k < h->dim; k++)
+		if (fabsf(qi[k]) > m)
+			m = fabsf(qi[k]);
+	s = (float) (m / qm);
+	for (int k = 0; k < h->dim; k++)
+	{
+		double		c = s > 0 ? rint((double) qi[k] / s) : 0;
+		double		r;
+
+		if (c > qm)
+			c = qm;
+		else if (c < -qm)
+			c = -qm;
+		r = fabs((double) qi[k] - (double) s * c);	/* s * c is exact in double */
+		if (r > e)
+			e = r;
+		row[k] = (int16_t) c;
+	}
+	e *= 1.0 + ldexp(1.0, -50);
+	h->sq[i] = s;
+	h->qabs[i] = m;
+	h->berr[i] = (g * m * (1 + u) + e + u * m + 2.01 * u * (m + e)) * (1.0 + ldexp(1.0, -40));
+}
+
+/* the VNNI lane layout of Q */
+static void
+screen_layout_vnni(const ScreenHeader *h, const int16_t *Q, int16_t *qT)
+{
+	memset(qT, 0, (size_t) 2 * 16 * h->dpad * sizeof(int16_t));
+	for (int i = 0; i < h->nq; i++)
+		for (int rep = 0; rep < (h->pair ? 2 : 1); rep++)
+		{
+			int			g = h->pair ? 0 : i / 16;
+			int			l = h->pair ? i + 8 * rep : i % 16;
+
+			for (int k = 0; k < h->dim; k++)
+				qT[(((size_t) g * (h->dpad / 2) + k / 2) * 16 + l) * 2 + k % 2] = Q[(size_t) i * h->dpad + k];
+		}
+}
+
+/* the AMX B tiles of Q: the balanced int8 halves, hi = (Q - lo) / 256 */
+static void
+screen_layout_amx(const ScreenHeader *h, const int16_t *Q, int8_t *bt)
+{
+	int			nch = h->dpad / 64;
+
+	memset(bt, 0, (size_t) 2 * 16 * h->dpad * sizeof(int16_t));
+	for (int i = 0; i < h->nq; i++)
+	{
+		int			g = i / 16,
+					l = i % 16;
+
+		for (int k = 0; k < h->dim; k++)
+		{
+			int			q = Q[(size_t) i * h->dpad + k];
+			int			lo = ((q + 128) & 255) - 128;
+			int			hi = (q - lo) / 256;
+			size_t		tile = ((size_t) g * nch + k / 64) * 2;
+			size_t		at = (size_t) ((k % 64) / 4) * 64 + (size_t) l * 4 + k % 4;
+
+			bt[tile * 1024 + at] = (int8_t) hi;
+			bt[(tile + 1) * 1024 + at] = (int8_t) lo;
+		}
+	}
+}
+
+int
+pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen)
+{
+	ScreenHeader *h = (ScreenHeader *) align64(screen);
+	int			dpad = screen_dpad(dim);
+	int16_t    *Q = screen_qplain(screen);
+	double		qm = floor(2147483647.0 / (128.0 * dim));
+	double		qmaxAll = 0;
+
+	if (nq < 1 || nq > SCREEN_MAXQ || dim < 1)
+		return 0;
+	if (qm > SCREEN_QM_MAX)
+		qm = SCREEN_QM_MAX;
+	h->nq = nq;
+	h->dim = dim;
+	h->dpad = dpad;
+	h->pair = nq <= 8;
+	h->bsum = 0;
+	memset(Q, 0, (size_t) SCREEN_MAXQ * dpad * sizeof(int16_t));
+	for (int i = 0; i < nq; i++)
+	{
+		screen_round_token(h, q + (size_t) i * dim, i, qm, Q + (size_t) i * dpad);
+		h->bsum += h->berr[i];
+		if (h->qabs[i] > qmaxAll)
+			qmaxAll = h->qabs[i];
+	}
+	/* partial sums of the float kernel stay below qabs_i * (1 + u) * W */
+	h->wmax = qmaxAll > 0 ? 1e36 / qmaxAll : INFINITY;
+
+	/*
+	 * AMX tiles take whole groups of 4 dimensions; from 64 dimensions up, a
+	 * tile row that reads past its token's last dimension stays inside the
+	 * next token (screen_update_amx)
+	 */
+	h->path = pgs_kernels_amx() && dim % 4 == 0 && dim >= 64 ? SCREEN_AMX :
+		pgs_kernels_vnni() ? SCREEN_VNNI : SCREEN_SCALAR;
+	if (h->path == SCREEN_AMX)
+		screen_layout_amx(h, Q, screen_layout(screen, dpad));
+	else if (h->path == SCREEN_VNNI)
+		screen_layout_vnni(h, Q, screen_layout(screen, dpad));
+	return 1;
+}
+
+/* the scalar reference: the same integers and the same two float roundings as the vector paths */
+static void
+screen_update_scalar(const ScreenHeader *h, const int16_t *Q, const int8_t *d, const float *scale,
+					 int nd, float *amax)
+{
+	for (int j = 0; j < nd; j++)
+	{
+		const int8_t *c = d + (size_t) j * h->dim;
+
+		for (int i = 0; i < h->nq; i++)
+		{
+			const int16_t *qi = Q + (size_t) i * h->dpad;
+			int64_t		dot = 0;
+			float		a;
+
+			for (int k = 0; k < h->dim; k++)
+				dot += (int64_t) qi[k] * c[k];
+			a = (float) (int32_t) dot * scale[j];
+			if (a > amax[i])
+				amax[i] = a;
+		}
+	}
+}
+
+#ifdef PGS_X86
+
+#define VNNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AMX_ATTR __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+/* rows j .. j + T - 1 widened to int16 (zero-padded to dpad) */
+VNNI_ATTR static void
+screen_widen_avx512(const int8_t *d, int dim, int dpad, int j, int T, int16_t *rows)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const int8_t *src = d + (size_t) (j + t) * dim;
+		int16_t    *dst = rows + (size_t) t * dpad;
+
+		for (int k = 0; k < dpad; k += 32)
+		{
+			__m256i		c;
+
+			if (k + 32 <= dim)
+				c = _mm256_loadu_si256((const __m256i *) (src + k));
+			else
+				c = _mm256_maskz_loadu_epi8(k < dim ? (__mmask32) ((1u << (dim - k)) - 1) : 0, src + k);
+			_mm512_store_si512((void *) (dst + k), _mm512_cvtepi8_epi16(c));
+		}
+	}
+}
+
+/* G lane groups of 16 query tokens, T rows: each lane an int32 dot product, then fl(fl(I) * sd) */
+VNNI_ATTR static ALWAYS_INLINE void
+screen_block_avx512(const int16_t *qT, int dpad, const int16_t *rows, const float *sc,
+					__m512 *vmax, const int G, const int T)
+{
+	__m512i		acc[SCREEN_ROWS][2];
+
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		for (int g = 0; g < G; g++)
+			acc[t][g] = _mm512_setzero_si512();
+	for (int k2 = 0; k2 < dpad / 2; k2++)
+	{
+		__m512i		qv[2];
+
+		for (int g = 0; g < G; g++)
+			qv[g] = _mm512_load_si512((const void *) (qT + ((size_t) g * (dpad / 2) + k2) * 32));
+		_Pragma("GCC unroll 8")
+		for (int t = 0; t < T; t++)
+		{
+			__m512i		b = _mm512_set1_epi32(((const int32_t *) (rows + (size_t) t * dpad))[k2]);
+
+			for (int g = 0; g < G; g++)
+				acc[t][g] = _mm512_dpwssd_epi32(acc[t][g], qv[g], b);
+		}
+	}
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		for (int g = 0; g < G; g++)
+			vmax[g] = _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[t][g]), _mm512_set1_ps(sc[t])), vmax[g]);
+}
+
+/* at most 8 query tokens: lanes 0-7 score row 2p, lanes 8-15 row 2p + 1 (an odd last row pairs with itself) */
+VNNI_ATTR static ALWAYS_INLINE void
+screen_block_pair_avx512(const int16_t *qT, int dpad, const int16_t *rows, const float *sc,
+						 __m512 *vmax, const int T)
+{
+	__m512i		acc[SCREEN_ROWS / 2];
+	const int	P = (T + 1) / 2;
+
+	_Pragma("GCC unroll 4")
+	for (int p = 0; p < P; p++)
+		acc[p] = _mm512_setzero_si512();
+	for (int k2 = 0; k2 < dpad / 2; k2++)
+	{
+		__m512i		qv = _mm512_load_si512((const void *) (qT + (size_t) k2 * 32));
+
+		_Pragma("GCC unroll 4")
+		for (int p = 0; p < P; p++)
+		{
+			const int32_t *r0 = (const int32_t *) (rows + (size_t) (2 * p) * dpad);
+			const int32_t *r1 = (const int32_t *) (rows + (size_t) (2 * p + 1 < T ? 2 * p + 1 : 2 * p) * dpad);
+			__m512i		b = _mm512_mask_set1_epi32(_mm512_set1_epi32(r0[k2]), (__mmask16) 0xFF00, r1[k2]);
+
+			acc[p] = _mm512_dpwssd_epi32(acc[p], qv, b);
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int p = 0; p < P; p++)
+	{
+		__m512		s = _mm512_mask_blend_ps((__mmask16) 0xFF00, _mm512_set1_ps(sc[2 * p]),
+											 _mm512_set1_ps(sc[2 * p + 1 < T ? 2 * p + 1 : 2 * p]));
+
+		*vmax = _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[p]), s), *vmax);
+	}
+}
+
+/* fold the lanes of vmax (lane groups, or the pair shape's two halves) into amax */
+static void
+screen_fold_lanes(const ScreenHeader *h, const float *lanes, float *amax)
+{
+	for (int i = 0; i < h->nq; i++)
+	{
+		float		m = h->pair && h->path == SCREEN_VNNI && lanes[i + 8] > lanes[i] ? lanes[i + 8] : lanes[i];
+
+		if (m > amax[i])
+			amax[i] = m;
+	}
+}
+
+VNNI_ATTR static void
+screen_update_vnni(const ScreenHeader *h, const int16_t *qT, int16_t *rows, const int8_t *d,
+				   const float *scale, int nd, float *amax)
+{
+	__m512		vmax[2] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY)};
+	float		lanes[32];
+	int			groups = h->nq > 16 ? 2 : 1;
+
+	for (int j = 0; j < nd; j += SCREEN_ROWS)
+	{
+		int			T = nd - j < SCREEN_ROWS ? nd - j : SCREEN_ROWS;
+		const float *sc = scale + j;
+
+		screen_widen_avx512(d, h->dim, h->dpad, j, T, rows);
+		if (h->pair)
+			QV_SWITCH(screen_block_pair_avx512, T, qT, h->dpad, rows, sc, &vmax[0])
+		else if (groups == 1)
+			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, rows, sc, vmax, 1)
+		else
+			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, rows, sc, vmax, 2)
+	}
+	_mm512_storeu_ps(lanes, vmax[0]);
+	_mm512_storeu_ps(lanes + 16, vmax[1]);
+	screen_fold_lanes(h, lanes, amax);
+}
+
+/* the tile configuration: 64 bytes, palette 1 */
+typedef struct TileConfig
+{
+	uint8_t		palette;
+	uint8_t		start_row;
+	uint8_t		reserved[14];
+	uint16_t	colsb[16];
+	uint8_t		rows[16];
+} TileConfig;
+
+/*
+ * AMX: tmm0 a 16-token x 64-dimension block of the document (rows read in
+ * place, stride dim), tmm1/tmm2 the hi/lo B tiles of the query's chunk,
+ * tmm3/tmm4 the hi/lo int32 products of 16 document tokens x 16 query tokens;
+ * tmm5-7 the same for the last chunk when dim is not a multiple of 64.
+ * I = 256 hi + lo is exact (int32 arithmetic wraps, and the true I fits).
+ * The last block of a document of at least 16 tokens overlaps the one
+ * before (a repeated row cannot change a maximum); a shorter document is
+ * copied into the zero-padded row buffer and only its rows are folded.
+ */
+/* a block of 16 document tokens for the tiles: rows in place or in the row buffer */
+typedef struct AmxBlock
+{
+	const int8_t *a;			/* row 0 */
+	int			lda;			/* bytes between rows */
+	const float *sc;			/* the rows' scales */
+	int			rows;			/* rows to fold (the others are padding) */
+} AmxBlock;
+
+/* fold a block's hi/lo products into vmax: I = 256 hi + lo, then fl(fl(I) * sd) */
+AMX_ATTR static ALWAYS_INLINE __m512
+screen_amx_fold(const int32_t *chi, const int32_t *clo, const AmxBlock *x, __m512 vmax)
+{
+	for (int t = 0; t < x->rows; t++)
+	{
+		__m512i		I = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512((const void *) (chi + 16 * t)), 8),
+										 _mm512_load_si512((const void *) (clo + 16 * t)));
+
+		vmax = _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(x->sc[t])), vmax);
+	}
+	return vmax;
+}
+
+/*
+ * One or two blocks against one lane group of the query: tmm0/tmm1 64
+ * dimensions of each block, tmm2/tmm3 the query chunk's hi/lo B tiles,
+ * tmm4-7 the int32 accumulators (block x half), so up to four tile products
+ * are in flight instead of one dependent chain.  Past dim the B tiles are
+ * zero, so a row may read into the next row's bytes.  I = 256 hi + lo is
+ * exact (int32 arithmetic wraps, and the true I fits).
+ */
+AMX_ATTR static __m512
+screen_amx_blocks(const AmxBlock *x, const AmxBlock *y, const int8_t *bg, int nch, __m512 vmax)
+{
+	int32_t		c[4][256] __attribute__((aligned(64)));
+
+	_tile_zero(4);
+	_tile_zero(5);
+	if (y)
+	{
+		_tile_zero(6);
+		_tile_zero(7);
+	}
+	for (int ch = 0; ch < nch; ch++)
+	{
+		_tile_loadd(2, bg + (size_t) ch * 2048, 64);
+		_tile_loadd(3, bg + (size_t) ch * 2048 + 1024, 64);
+		_tile_loadd(0, x->a + (size_t) ch * 64, x->lda);
+		_tile_dpbssd(4, 0, 2);
+		_tile_dpbssd(5, 0, 3);
+		if (y)
+		{
+			_tile_loadd(1, y->a + (size_t) ch * 64, y->lda);
+			_tile_dpbssd(6, 1, 2);
+			_tile_dpbssd(7, 1, 3);
+		}
+	}
+	_tile_stored(4, c[0], 64);
+	_tile_stored(5, c[1], 64);
+	vmax = screen_amx_fold(c[0], c[1], x, vmax);
+	if (y)
+	{
+		_tile_stored(6, c[2], 64);
+		_tile_stored(7, c[3], 64);
+		vmax = screen_amx_fold(c[2], c[3], y, vmax);
+	}
+	return vmax;
+}
+
+/*
+ * A document in blocks of 16 tokens, two at a time.  Blocks are read in
+ * place when every byte a tile reads lies inside the document: always when
+ * dim is a multiple of 64, and for every block but the last otherwise (the
+ * last row of such a block reads at most dpad - dim < dim bytes into the
+ * rows after it, and at least one follows: dim >= 64 on this path).  The
+ * last block of a document of at least 16 tokens is its last 16 rows (they
+ * overlap the block before: a repeated row cannot change a maximum); it is
+ * copied into the row buffer, rows zero-padded to dpad, when dim is not a
+ * multiple of 64 or the document has fewer than 16 tokens (then only its
+ * real rows are folded).
+ */
+AMX_ATTR static void
+screen_update_amx(const ScreenHeader *h, const int8_t *bt, int8_t *pad, const int8_t *d,
+				  const float *scale, int nd, float *amax)
+{
+	TileConfig	cfg;
+	int			dim = h->dim;
+	int			nch = h->dpad / 64;
+	int			groups = h->nq > 16 ? 2 : 1;
+	int			nb = (nd + 15) / 16;
+	int			lastStart = nd < 16 ? 0 : nd - 16;
+	float		lanes[32];
+	AmxBlock	last = {d + (size_t) lastStart * dim, dim, scale + lastStart, nd < 16 ? nd : 16};
+
+	if (nd < 16 || dim % 64 != 0)
+	{
+		memset(pad, 0, (size_t) 16 * h->dpad);
+		for (int t = 0; t < last.rows; t++)
+			memcpy(pad + (size_t) t * h->dpad, d + (size_t) (lastStart + t) * dim, dim);
+		last.a = pad;
+		last.lda = h->dpad;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++)
+	{
+		cfg.colsb[t] = 64;
+		cfg.rows[t] = 16;
+	}
+	_tile_loadconfig(&cfg);
+	for (int g = 0; g < groups; g++)
+	{
+		__m512		vmax = _mm512_set1_ps(-INFINITY);
+		const int8_t *bg = bt + (size_t) g * nch * 2 * 1024;
+
+		for (int b = 0; b < nb; b += 2)
+		{
+			AmxBlock	x = {d + (size_t) b * 16 * dim, dim, scale + (size_t) b * 16, 16};
+			AmxBlock	y = {d + (size_t) (b + 1) * 16 * dim, dim, scale + (size_t) (b + 1) * 16, 16};
+
+			if (b == nb - 1)
+				vmax = screen_amx_blocks(&last, NULL, bg, nch, vmax);
+			else
+				vmax = screen_amx_blocks(&x, b + 1 == nb - 1 ? &last : &y, bg, nch, vmax);
+		}
+		_mm512_storeu_ps(lanes + 16 * g, vmax);
+	}
+	_tile_release();
+	screen_fold_lanes(h, lanes, amax);
+}
+
+#endif							/* PGS_X86 */
+
+double
+pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd, double *bound)
+{
+	ScreenHeader *h = (ScreenHeader *) align64(screen);
+	float		amax[SCREEN_MAXQ];
+	double		W = 0;
+	double		est = 0;
+	double		estAbs = 0;
+
+	*bound = NAN;
+	if (nd < 1)
+		return NAN;
+	for (int i = 0; i < h->nq; i++)
+		amax[i] = -INFINITY;
+	for (int j = 0; j < nd; j++)
+		if (fabs((double) scale[j]) > W)
+			W = fabs((double) scale[j]);
+	W *= 128.0 * h->dim;
+	switch (h->path)
+	{
+#ifdef PGS_X86
+		case SCREEN_AMX:
+			screen_update_amx(h, screen_layout(screen, h->dpad), screen_rowbuf(screen, h->dpad), d, scale, nd,
+							  amax);
+			break;
+		case SCREEN_VNNI:
+			screen_update_vnni(h, screen_layout(screen, h->dpad), screen_rowbuf(screen, h->dpad), d, scale, nd,
+							   amax);
+			break;
+#endif
+		default:
+			screen_update_scalar(h, screen_qplain(screen), d, scale, nd, amax);
+			break;
+	}
+	if (!(W <= h->wmax))
+		return NAN;
+	for (int i = 0; i < h->nq; i++)
+	{
+		double		t = (double) h->sq[i] * (double) amax[i];
+
+		est += t;
+		estAbs += fabs(t);
+	}
+	*bound = screen_bound(h, W, estAbs);
+	if (!isfinite(est) || !isfinite(*bound))
+		return NAN;
+	return est;
+}

@@ -78,6 +78,31 @@ double		pgs_maxsim_sum(const float *qmax, int nq);
  */
 float		pgs_quantize_i8_token(const float *x, int dim, int8_t *codes);
 
+/*
+ * Screening int8 documents (a re-rank's first pass).  The query is rounded
+ * to int16 per token once (pgs_maxsim_screen_prepare); then each document's
+ * codes are multiplied with it in exact integer arithmetic, which gives an
+ * estimate of the MaxSim that pgs_maxsim_i8 computes and a bound on their
+ * difference: |pgs_maxsim_i8(...) - estimate| <= *bound, for every level and
+ * every input, rounding of the float kernel included (derivation at
+ * screen_bound in pgs_maxsim.c).  A re-rank of n candidates to k then scores
+ * exactly only those whose estimate + bound reaches the k-th best
+ * estimate - bound: the others cannot be in the top k, so the result is the
+ * same, in fewer float MaxSims.  With AVX512-VNNI a screen is about twice as
+ * fast as the float kernel; pgs_maxsim_screen_fast() says whether this CPU
+ * has that path (elsewhere it is a scalar reference: correct, not faster).
+ *
+ * The screen memory (pgs_maxsim_screen_bytes) holds the rounded query and
+ * row buffers; it is prepared once per query.  prepare returns 0, and the
+ * caller should not screen, for an empty query or one of more than 32 tokens.
+ * A document with no tokens, or whose estimate is not finite, gives NaN.
+ */
+int			pgs_maxsim_screen_fast(void);
+size_t		pgs_maxsim_screen_bytes(int nq, int dim);
+int			pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen);
+double		pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd,
+								 double *bound);
+
 #ifdef __cplusplus
 }
 #endif

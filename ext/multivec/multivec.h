@@ -106,4 +106,7 @@ extern double MultiVecMaxSimFloats(MultiVec *doc, const float *query, int nq, in
 								   MaxSimCache *cache);
 extern double MultiVecMaxSim(MultiVec *doc, MultiVec *query, MaxSimCache *cache);
 
+/* mvrerank.c */
+extern void MultiVecRerankInit(void);
+
 #endif							/* MULTIVEC_H */

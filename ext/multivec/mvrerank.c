@@ -39,6 +39,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -46,6 +47,7 @@
 
 #include "binary_scan/bscan.h"
 #include "multivec.h"
+#include "pgs_maxsim.h"
 #include "pgsieve_topk.h"
 
 #define RR_FN "maxsim_rerank"
@@ -183,6 +185,234 @@ RerankTokenIndex(Relation rel, AttrNumber att)
 	return found;
 }
 
+/*
+ * Screening (pgsieve.maxsim_screen): without early exit, an int8 column's
+ * candidates are first screened with integer arithmetic
+ * (pgs_maxsim_screen_i8), which bounds each one's exact MaxSim within
+ * [lo, hi]; only those whose hi reaches the k-th largest lo are then scored
+ * exactly.  Any other candidate is beaten, strictly, by at least k
+ * candidates, so it cannot be in the top k whatever the tie-breaking: the
+ * result is the same rows and the same scores, from fewer float MaxSims.
+ * auto screens where the CPU has the fast path (AVX512-VNNI); on screens
+ * everywhere (tests); off never.
+ */
+typedef enum RerankScreenMode
+{
+	RERANK_SCREEN_OFF,
+	RERANK_SCREEN_ON,
+	RERANK_SCREEN_AUTO
+} RerankScreenMode;
+
+static const struct config_enum_entry rerank_screen_options[] = {
+	{"auto", RERANK_SCREEN_AUTO, false},
+	{"on", RERANK_SCREEN_ON, false},
+	{"off", RERANK_SCREEN_OFF, false},
+	{"true", RERANK_SCREEN_ON, true},
+	{"false", RERANK_SCREEN_OFF, true},
+	{NULL, 0, false}
+};
+
+static int	rerank_screen = RERANK_SCREEN_AUTO;
+
+void
+MultiVecRerankInit(void)
+{
+	DefineCustomEnumVariable("pgsieve.maxsim_screen",
+							 "Whether maxsim_rerank screens int8 candidates with integer arithmetic first.",
+							 "The screen bounds each candidate's MaxSim and skips those that cannot reach the top k; "
+							 "results are the same.  auto screens where the CPU has AVX512-VNNI.",
+							 &rerank_screen, RERANK_SCREEN_AUTO, rerank_screen_options,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/* what maxsim_rerank reads candidates with, opened once per call */
+typedef struct RerankReader
+{
+	Relation	rel;
+	AttrNumber	att;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	Relation	toastrel;
+	BlockNumber nblocks;
+	Relation	tokIndex;
+	BscanTokenMap tokMap;
+	char	   *tokBuf;
+	Size		tokBufSize;
+	struct varlena *valbuf;
+	Size		valbufSize;
+	MemoryContext mcxt;			/* the call's context: buffers */
+	MemoryContext rowCtx;		/* per candidate: detoasted copies */
+	int			fromIndex;		/* candidates read from the index's token copy */
+	int			fromTable;		/* ... from the heap row */
+} RerankReader;
+
+/*
+ * The candidate's value with the statement's snapshot, or NULL (no such row,
+ * invisible, or NULL).  Valid until RerankRelease.
+ */
+static MultiVec *
+RerankFetch(RerankReader *rd, ItemPointer tid)
+{
+	struct varlena *copy = NULL;
+	MemoryContext old;
+	Datum		value;
+	bool		isnull;
+	MultiVec   *mv;
+
+	/* a TID past the table's end names no row (ReadBuffer would fail) */
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= rd->nblocks ||
+		!table_tuple_fetch_row_version(rd->rel, tid, rd->snapshot, rd->slot))
+		return NULL;
+	if (rd->tokMap)
+	{
+		old = MemoryContextSwitchTo(rd->mcxt);
+		copy = BscanTokenMapRead(rd->tokMap, rd->tokIndex, tid, &rd->tokBuf, &rd->tokBufSize);
+		MemoryContextSwitchTo(old);
+		if (copy)
+		{
+			rd->fromIndex++;
+			return (MultiVec *) copy;
+		}
+	}
+	value = slot_getattr(rd->slot, rd->att, &isnull);
+	if (isnull)
+	{
+		ExecClearTuple(rd->slot);
+		return NULL;
+	}
+	rd->fromTable++;
+	old = MemoryContextSwitchTo(rd->rowCtx);
+	mv = RerankDetoast(rd->toastrel, value, rd->mcxt, &rd->valbuf, &rd->valbufSize);
+	MemoryContextSwitchTo(old);
+	return mv;
+}
+
+static void
+RerankRelease(RerankReader *rd)
+{
+	MemoryContextReset(rd->rowCtx);
+	ExecClearTuple(rd->slot);
+}
+
+/* whether the candidate's row is visible to the statement's snapshot */
+static bool
+RerankVisible(RerankReader *rd, ItemPointer tid)
+{
+	bool		visible;
+
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= rd->nblocks)
+		return false;
+	visible = table_tuple_fetch_row_version(rd->rel, tid, rd->snapshot, rd->slot);
+	ExecClearTuple(rd->slot);
+	return visible;
+}
+
+/* candidate order for the bar: larger lo first, then first-stage order */
+typedef struct ScreenedLo
+{
+	double		lo;
+	int			i;
+} ScreenedLo;
+
+static int
+CmpScreenedLo(const void *a, const void *b)
+{
+	const ScreenedLo *x = a;
+	const ScreenedLo *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo > y->lo ? -1 : 1;
+	return x->i - y->i;
+}
+
+/*
+ * The screen's pass: lo/hi bounds of every candidate it can screen
+ * (screened[i]); false for the others (not int8, unreadable, NaN), which the
+ * exact pass decides alone.  Returns the bar: the k-th largest lo among
+ * visible candidates (-inf when fewer than k).
+ *
+ * Tokens found in the index's copy are screened without a visibility check:
+ * the copy under a TID is the value of the row version at that TID (the map
+ * validates it), and a screen only estimates.  Visibility is then checked
+ * in descending lo order until k visible candidates set the bar, so a dead
+ * row never sets it, and the exact pass checks every candidate it scores.
+ * Tokens read from the table come with their visibility.
+ */
+static double
+RerankScreen(RerankReader *rd, ItemPointer tids, int n, int k, MultiVec *query, void *screen,
+			 double *lo, double *hi, bool *screened, int *nscreened)
+{
+	ScreenedLo *order = palloc(sizeof(ScreenedLo) * n);
+	char	   *visible = palloc(n);	/* 1 yes, 0 unknown */
+	int			m = 0;
+	int			seen = 0;
+	double		bar = -INFINITY;
+	int			fromIndex = rd->fromIndex;	/* the counters are the exact pass's */
+	int			fromTable = rd->fromTable;
+
+	for (int i = 0; i < n; i++)
+	{
+		MultiVec   *mv = NULL;
+		double		est,
+					bound;
+
+		CHECK_FOR_INTERRUPTS();
+		screened[i] = false;
+		visible[i] = 0;
+		if (rd->tokMap && ItemPointerIsValid(&tids[i]))
+		{
+			MemoryContext old = MemoryContextSwitchTo(rd->mcxt);
+
+			mv = (MultiVec *) BscanTokenMapRead(rd->tokMap, rd->tokIndex, &tids[i], &rd->tokBuf, &rd->tokBufSize);
+			MemoryContextSwitchTo(old);
+		}
+		if (mv == NULL)
+		{
+			mv = RerankFetch(rd, &tids[i]);
+			if (mv == NULL)
+				continue;
+			visible[i] = 1;
+		}
+		if (mv->format == MV_INT8 && mv->dim == query->dim)
+		{
+			est = pgs_maxsim_screen_i8(screen, MV_I8(mv), MV_SCALES(mv), mv->ntok, &bound);
+			if (!isnan(est))
+			{
+				lo[i] = est - bound;
+				hi[i] = est + bound;
+				screened[i] = true;
+				order[m].lo = lo[i];
+				order[m].i = i;
+				m++;
+			}
+		}
+		RerankRelease(rd);
+	}
+	qsort(order, m, sizeof(ScreenedLo), CmpScreenedLo);
+	for (int j = 0; j < m; j++)
+	{
+		int			i = order[j].i;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!visible[i] && !RerankVisible(rd, &tids[i]))
+		{
+			screened[i] = false;	/* invisible: the exact pass skips it too */
+			continue;
+		}
+		if (++seen == k)
+		{
+			bar = order[j].lo;
+			break;
+		}
+	}
+	pfree(order);
+	pfree(visible);
+	rd->fromIndex = fromIndex;
+	rd->fromTable = fromTable;
+	*nscreened = m;
+	return bar;
+}
+
 PGDLLEXPORT PG_FUNCTION_INFO_V1(pgsieve_maxsim_rerank);
 Datum
 pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
@@ -199,26 +429,18 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	ItemPointer tids;
 	float8	   *scores;
 	int			n;
-	Relation	rel;
-	Relation	toastrel;
-	struct varlena *valbuf = NULL;
-	Size		valbufSize = 0;
-	AttrNumber	att;
-	TupleTableSlot *slot;
-	Snapshot	snapshot = GetActiveSnapshot();
+	RerankReader rd;
 	MaxSimCache cache;
 	PgsHit	   *heap;
 	int64		nheap = 0;
 	int			stall = 0;
-	MemoryContext rowCtx;
-	BlockNumber nblocks;
-	Relation	tokIndex;
-	BscanTokenMap tokMap = NULL;
-	char	   *tokBuf = NULL;
-	Size		tokBufSize = 0;
 	const float *qf;
-	int			fromIndex = 0;	/* candidates scored from the index's token copy */
-	int			fromTable = 0;	/* ... from the heap row */
+	void	   *screen = NULL;
+	double	   *lo = NULL,
+			   *hi = NULL;
+	bool	   *screened = NULL;
+	double		bar = -INFINITY;
+	int			nscreened = 0;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
 		PG_ARGISNULL(4) || PG_ARGISNULL(5))
@@ -244,82 +466,79 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	/* CP: the k-th candidate's first-stage score sets the bar */
 	if (cp && n > k)
 	{
-		double		bar = (1.0 - alpha) * scores[k - 1];
+		double		cpbar = (1.0 - alpha) * scores[k - 1];
 
 		/* for negative scores (1 - alpha) x s is above s: keep the k */
 		if (scores[k - 1] < 0)
-			bar = (1.0 + alpha) * scores[k - 1];
-		while (n > k && scores[n - 1] < bar)
+			cpbar = (1.0 + alpha) * scores[k - 1];
+		while (n > k && scores[n - 1] < cpbar)
 			n--;
 	}
 
-	rel = relation_open(relid, AccessShareLock);
-	if (rel->rd_rel->relkind != RELKIND_RELATION && rel->rd_rel->relkind != RELKIND_MATVIEW)
+	memset(&rd, 0, sizeof(rd));
+	rd.rel = relation_open(relid, AccessShareLock);
+	if (rd.rel->rd_rel->relkind != RELKIND_RELATION && rd.rel->rd_rel->relkind != RELKIND_MATVIEW)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("%s: \"%s\" is not a table or materialized view", RR_FN,
-						RelationGetRelationName(rel))));
-	att = RerankColumn(rel, col);
-	if (TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid != get_fn_expr_argtype(fcinfo->flinfo, 4))
+						RelationGetRelationName(rd.rel))));
+	rd.att = RerankColumn(rd.rel, col);
+	if (TupleDescAttr(RelationGetDescr(rd.rel), rd.att - 1)->atttypid != get_fn_expr_argtype(fcinfo->flinfo, 4))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("%s: column \"%s\" is not of type multivec", RR_FN, NameStr(*col))));
 
-	slot = table_slot_create(rel, NULL);
-	toastrel = OidIsValid(rel->rd_rel->reltoastrelid) ?
-		table_open(rel->rd_rel->reltoastrelid, AccessShareLock) : NULL;
-	nblocks = RelationGetNumberOfBlocks(rel);
-	tokIndex = n > 0 ? RerankTokenIndex(rel, att) : NULL;
-	if (tokIndex)
-		tokMap = BscanTokenMapOpen(tokIndex);
+	rd.snapshot = GetActiveSnapshot();
+	rd.slot = table_slot_create(rd.rel, NULL);
+	rd.toastrel = OidIsValid(rd.rel->rd_rel->reltoastrelid) ?
+		table_open(rd.rel->rd_rel->reltoastrelid, AccessShareLock) : NULL;
+	rd.nblocks = RelationGetNumberOfBlocks(rd.rel);
+	rd.tokIndex = n > 0 ? RerankTokenIndex(rd.rel, rd.att) : NULL;
+	if (rd.tokIndex)
+		rd.tokMap = BscanTokenMapOpen(rd.tokIndex);
+	rd.mcxt = CurrentMemoryContext;
+	rd.rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
 	memset(&cache, 0, sizeof(cache));
 	cache.mcxt = CurrentMemoryContext;
 	qf = MultiVecFloats(query);	/* once, not per candidate */
 	heap = palloc(sizeof(PgsHit) * k);
-	rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
+
+	/* screen when the exact pass would score more than k candidates in full (no early exit) */
+	if (!ee && n > k && (rerank_screen == RERANK_SCREEN_ON ||
+						 (rerank_screen == RERANK_SCREEN_AUTO && pgs_maxsim_screen_fast())))
+	{
+		screen = palloc(pgs_maxsim_screen_bytes(query->ntok, query->dim));
+		if (pgs_maxsim_screen_prepare(qf, query->ntok, query->dim, screen))
+		{
+			lo = palloc(sizeof(double) * n);
+			hi = palloc(sizeof(double) * n);
+			screened = palloc(sizeof(bool) * n);
+			bar = RerankScreen(&rd, tids, n, k, query, screen, lo, hi, screened, &nscreened);
+		}
+		else
+		{
+			pfree(screen);
+			screen = NULL;
+		}
+	}
 
 	for (int i = 0; i < n; i++)
 	{
 		PgsHit		hit;
-		bool		isnull;
-		Datum		value;
-		MemoryContext old;
-		struct varlena *copy = NULL;
+		MultiVec   *mv;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ee && nheap == k && stall >= beta)
 			break;
-		hit.tid = tids[i];
-		/* a TID past the table's end names no row (ReadBuffer would fail) */
-		if (!ItemPointerIsValid(&hit.tid) || ItemPointerGetBlockNumber(&hit.tid) >= nblocks ||
-			!table_tuple_fetch_row_version(rel, &hit.tid, snapshot, slot))
+		/* screened out: at least k candidates score above hi[i] */
+		if (screened && screened[i] && hi[i] < bar)
 			continue;
-		if (tokMap)
-		{
-			old = MemoryContextSwitchTo(cache.mcxt);
-			copy = BscanTokenMapRead(tokMap, tokIndex, &hit.tid, &tokBuf, &tokBufSize);
-			MemoryContextSwitchTo(old);
-		}
-		if (copy == NULL)
-		{
-			value = slot_getattr(slot, att, &isnull);
-			if (isnull)
-			{
-				ExecClearTuple(slot);
-				continue;
-			}
-		}
-		if (copy)
-			fromIndex++;
-		else
-			fromTable++;
-		old = MemoryContextSwitchTo(rowCtx);
-		hit.score = MultiVecMaxSimFloats(copy ? (MultiVec *) copy :
-										 RerankDetoast(toastrel, value, cache.mcxt, &valbuf, &valbufSize),
-										 qf, query->ntok, query->dim, &cache);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(rowCtx);
-		ExecClearTuple(slot);
+		hit.tid = tids[i];
+		mv = RerankFetch(&rd, &hit.tid);
+		if (mv == NULL)
+			continue;
+		hit.score = MultiVecMaxSimFloats(mv, qf, query->ntok, query->dim, &cache);
+		RerankRelease(&rd);
 		hit.key = (uint32) i;
 		if (PgsTopKPush(heap, &nheap, k, &hit))
 			stall = 0;
@@ -340,13 +559,16 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
-	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(rd.slot);
+	if (screen)
+		elog(DEBUG1, "%s: screened %d of %d candidates; %d scored exactly for the top %d",
+			 RR_FN, nscreened, n, rd.fromIndex + rd.fromTable, k);
 	elog(DEBUG1, "%s: %d candidates read from index \"%s\", %d from the table",
-		 RR_FN, fromIndex, tokIndex ? RelationGetRelationName(tokIndex) : "(none)", fromTable);
-	if (tokIndex)
-		index_close(tokIndex, AccessShareLock);
-	if (toastrel)
-		table_close(toastrel, AccessShareLock);
-	relation_close(rel, AccessShareLock);
+		 RR_FN, rd.fromIndex, rd.tokIndex ? RelationGetRelationName(rd.tokIndex) : "(none)", rd.fromTable);
+	if (rd.tokIndex)
+		index_close(rd.tokIndex, AccessShareLock);
+	if (rd.toastrel)
+		table_close(rd.toastrel, AccessShareLock);
+	relation_close(rd.rel, AccessShareLock);
 	return (Datum) 0;
 }

@@ -54,6 +54,9 @@ __all__ = [
     "f32_to_f16",
     "maxsim",
     "maxsim_maxima",
+    "maxsim_screen",
+    "screen_path",
+    "set_amx",
     "quantize_i8",
 ]
 
@@ -539,3 +542,38 @@ def maxsim_maxima(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | No
     out = np.full(q.shape[0], -np.inf, dtype=np.float32)
     _maxsim_call("update_", q, d, sc, ffi.cast("float *", ffi.from_buffer(out)))
     return out
+
+
+def screen_path() -> str:
+    """The path :func:`maxsim_screen` takes now: ``"amx"``, ``"vnni"`` (both fast) or ``"scalar"`` (a reference)."""
+    if lib.pgs_kernels_amx():
+        return "amx"
+    return "vnni" if lib.pgs_kernels_vnni() else "scalar"
+
+
+def set_amx(on: bool) -> str:
+    """Allow (default) or forbid AMX tiles, process-wide (tests compare the paths); returns :func:`screen_path`."""
+    lib.pgs_kernels_set_amx(1 if on else 0)
+    return screen_path()
+
+
+def maxsim_screen(doc: np.ndarray, doc_scale: np.ndarray, query: np.ndarray) -> tuple[float, float]:
+    """The screen ``maxsim_rerank`` runs before exact MaxSims: ``(estimate, bound)`` for an int8 ``doc``.
+
+    The query is rounded to int16 per token and multiplied with the codes in exact integer arithmetic;
+    ``abs(maxsim(doc, query, doc_scale) - estimate) <= bound`` holds for every input at every dispatch level
+    (the server's ``pgs_maxsim_screen_i8``; estimate and bound are the same bits on every path).
+    ``query`` has 1 to 32 tokens.  ``(nan, nan)`` means the screen refused the doc (scales so large that the
+    float kernel could overflow): score it exactly.
+    """
+    q, d, sc = _maxsim_operands(doc, query, doc_scale)
+    if sc is None:
+        raise ValueError("maxsim_screen takes an int8 doc with doc_scale")
+    nq, dim = q.shape
+    screen = ffi.new("char[]", int(lib.pgs_maxsim_screen_bytes(nq, dim)))
+    if not lib.pgs_maxsim_screen_prepare(ffi.cast("float *", ffi.from_buffer(q)), nq, dim, screen):
+        raise ValueError(f"maxsim_screen takes a query of 1 to 32 tokens, got {nq}")
+    bound = ffi.new("double *")
+    est = lib.pgs_maxsim_screen_i8(screen, ffi.cast("int8_t *", ffi.from_buffer(d)),
+                                   ffi.cast("float *", ffi.from_buffer(sc)), d.shape[0], bound)
+    return float(est), float(bound[0])
