@@ -1115,15 +1115,23 @@ screen_round_token(ScreenHeader *h, const float *qi, int i, double qm, int16_t *
 	double		g = (h->dim + 2) * u / (1.0 - (h->dim + 2) * u);
 	float		m = 0.0f;
 	float		s;
+	double		inv;
 	double		e = 0;
 
 	for (int k = 0; k < h->dim; k++)
 		if (fabsf(qi[k]) > m)
 			m = fabsf(qi[k]);
 	s = (float) (m / qm);
+	inv = s > 0 ? 1.0 / s : 0.0;
 	for (int k = 0; k < h->dim; k++)
 	{
-		double		c = s > 0 ? rint((double) qi[k] / s) : 0;
+		/*
+		 * Round half away from zero, without a libm call: any integer would
+		 * do for the bound, which takes the actual error r, so this only
+		 * has to be close.
+		 */
+		double		t = (double) qi[k] * inv;
+		double		c = (double) (int32_t) (t + (t >= 0 ? 0.5 : -0.5));
 		double		r;
 
 		if (c > qm)
@@ -1145,7 +1153,8 @@ screen_round_token(ScreenHeader *h, const float *qi, int i, double qm, int16_t *
 static void
 screen_layout_vnni(const ScreenHeader *h, const int16_t *Q, int16_t *qT)
 {
-	memset(qT, 0, (size_t) 2 * 16 * h->dpad * sizeof(int16_t));
+	/* the lane groups in use (one for a pair-shaped query) */
+	memset(qT, 0, (size_t) (h->nq > 16 ? 2 : 1) * 16 * h->dpad * sizeof(int16_t));
 	for (int i = 0; i < h->nq; i++)
 		for (int rep = 0; rep < (h->pair ? 2 : 1); rep++)
 		{
@@ -1163,7 +1172,7 @@ screen_layout_amx(const ScreenHeader *h, const int16_t *Q, int8_t *bt)
 {
 	int			nch = h->dpad / 64;
 
-	memset(bt, 0, (size_t) 2 * 16 * h->dpad * sizeof(int16_t));
+	memset(bt, 0, (size_t) (h->nq > 16 ? 2 : 1) * 16 * h->dpad * sizeof(int16_t));
 	for (int i = 0; i < h->nq; i++)
 	{
 		int			g = i / 16,
@@ -1201,7 +1210,7 @@ pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen)
 	h->dpad = dpad;
 	h->pair = nq <= 8;
 	h->bsum = 0;
-	memset(Q, 0, (size_t) SCREEN_MAXQ * dpad * sizeof(int16_t));
+	memset(Q, 0, (size_t) nq * dpad * sizeof(int16_t));
 	for (int i = 0; i < nq; i++)
 	{
 		screen_round_token(h, q + (size_t) i * dim, i, qm, Q + (size_t) i * dpad);
