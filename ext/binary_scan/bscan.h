@@ -280,6 +280,21 @@ extern void BscanTokenWrite(Relation index, BscanParams *p, Datum value, BscanTo
 extern struct varlena *BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks,
 									  char **buf, Size *bufSize);
 
+/*
+ * Where a backend last found the index's pages (recent[blkno], InvalidBuffer
+ * when unknown; nrecent entries): a page still in that buffer is pinned
+ * without a buffer-mapping lookup.
+ */
+typedef struct BscanRecentBuffers
+{
+	Buffer	   *recent;
+	BlockNumber nrecent;
+} BscanRecentBuffers;
+
+extern Buffer BscanReadBufferRecent(Relation index, BlockNumber blkno, BscanRecentBuffers *rb);
+extern struct varlena *BscanTokenReadRecent(Relation index, BscanTokPtr ptr, BlockNumber *nblocks,
+											char **buf, Size *bufSize, BscanRecentBuffers *rb);
+
 /* bscantokmap.c: a heap row's value in a multivec_fde index's token pages */
 typedef struct BscanTokenMapData *BscanTokenMap;
 extern int	bscan_token_map_mb;

@@ -162,6 +162,29 @@ BscanTokenCorrupt(Relation index, BlockNumber blkno, const char *what)
 struct varlena *
 BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks, char **buf, Size *bufSize)
 {
+	return BscanTokenReadRecent(index, ptr, nblocks, buf, bufSize, NULL);
+}
+
+/* ReadBuffer, first trying the buffer rb (may be NULL) last saw blkno in */
+Buffer
+BscanReadBufferRecent(Relation index, BlockNumber blkno, BscanRecentBuffers *rb)
+{
+	Buffer		b;
+
+	if (rb == NULL || blkno >= rb->nrecent)
+		return ReadBuffer(index, blkno);
+	if (BufferIsValid(rb->recent[blkno]) && PgsReadRecentBuffer(index, blkno, rb->recent[blkno]))
+		return rb->recent[blkno];
+	b = ReadBuffer(index, blkno);
+	rb->recent[blkno] = b;
+	return b;
+}
+
+/* BscanTokenRead, reading pages through rb (NULL: plain ReadBuffer) */
+struct varlena *
+BscanTokenReadRecent(Relation index, BscanTokPtr ptr, BlockNumber *nblocks, char **buf, Size *bufSize,
+					 BscanRecentBuffers *rb)
+{
 	BlockNumber blkno = ptr.blkno;
 	uint32		off = ptr.offset;
 	Size		len = 0;
@@ -180,7 +203,7 @@ BscanTokenRead(Relation index, BscanTokPtr ptr, BlockNumber *nblocks, char **buf
 			*nblocks = RelationGetNumberOfBlocks(index);
 		if (blkno == 0 || blkno >= *nblocks)
 			BscanTokenCorrupt(index, blkno, "a token pointer or link is out of range");
-		b = ReadBuffer(index, blkno);
+		b = BscanReadBufferRecent(index, blkno, rb);
 		LockBuffer(b, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(b);
 		if (PageIsNew(page) || BscanPageGetOpaque(page)->kind != BSCAN_PAGE_TOKENS ||

@@ -225,6 +225,24 @@ MultiVecRerankInit(void)
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
+/*
+ * Buffers this backend keeps from call to call: the screen memory (about 150
+ * bytes per dimension) and the buffer a candidate's token copy is read into.
+ * Allocated anew per call, their tens of kilobytes came back from the kernel
+ * with a page fault per 4 kB each time.  A call takes them over (the statics
+ * are NULL meanwhile) and hands them back at its end, so an error in between
+ * cannot leave a dangling pointer: the next call then finds the statics NULL
+ * and resets the context, freeing whatever the failed call held.  A buffer
+ * above RERANK_KEEP_MAX (a huge value) is not kept.
+ */
+#define RERANK_KEEP_MAX ((Size) 1024 * 1024)
+
+static MemoryContext rerankKeepCxt = NULL;
+static void *keptScreen = NULL;
+static Size keptScreenSize = 0;
+static char *keptTokBuf = NULL;
+static Size keptTokBufSize = 0;
+
 /* what maxsim_rerank reads candidates with, opened once per call */
 typedef struct RerankReader
 {
@@ -236,7 +254,7 @@ typedef struct RerankReader
 	BlockNumber nblocks;
 	Relation	tokIndex;
 	BscanTokenMap tokMap;
-	char	   *tokBuf;
+	char	   *tokBuf;			/* in rerankKeepCxt */
 	Size		tokBufSize;
 	struct varlena *valbuf;
 	Size		valbufSize;
@@ -266,6 +284,7 @@ RerankFetch(RerankReader *rd, ItemPointer tid)
 	if (rd->tokMap)
 	{
 		old = MemoryContextSwitchTo(rd->mcxt);
+		old = MemoryContextSwitchTo(rerankKeepCxt);
 		copy = BscanTokenMapRead(rd->tokMap, rd->tokIndex, tid, &rd->tokBuf, &rd->tokBufSize);
 		MemoryContextSwitchTo(old);
 		if (copy)
@@ -361,7 +380,7 @@ RerankScreen(RerankReader *rd, ItemPointer tids, int n, int k, MultiVec *query, 
 		visible[i] = 0;
 		if (rd->tokMap && ItemPointerIsValid(&tids[i]))
 		{
-			MemoryContext old = MemoryContextSwitchTo(rd->mcxt);
+			MemoryContext old = MemoryContextSwitchTo(rerankKeepCxt);
 
 			mv = (MultiVec *) BscanTokenMapRead(rd->tokMap, rd->tokIndex, &tids[i], &rd->tokBuf, &rd->tokBufSize);
 			MemoryContextSwitchTo(old);
@@ -435,7 +454,9 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	int64		nheap = 0;
 	int			stall = 0;
 	const float *qf;
-	void	   *screen = NULL;
+	void	   *screen;			/* rerankKeepCxt's screen memory, screenSize bytes */
+	Size		screenSize;
+	bool		screening = false;
 	double	   *lo = NULL,
 			   *hi = NULL;
 	bool	   *screened = NULL;
@@ -498,6 +519,18 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 		rd.tokMap = BscanTokenMapOpen(rd.tokIndex);
 	rd.mcxt = CurrentMemoryContext;
 	rd.rowCtx = AllocSetContextCreate(CurrentMemoryContext, "maxsim_rerank row", ALLOCSET_DEFAULT_SIZES);
+	if (rerankKeepCxt == NULL)
+		rerankKeepCxt = AllocSetContextCreate(TopMemoryContext, "maxsim_rerank buffers", ALLOCSET_DEFAULT_SIZES);
+	if (keptScreen == NULL && keptTokBuf == NULL)
+		MemoryContextReset(rerankKeepCxt);	/* first call, or a call failed holding them */
+	rd.tokBuf = keptTokBuf;
+	rd.tokBufSize = keptTokBufSize;
+	keptTokBuf = NULL;
+	keptTokBufSize = 0;
+	screen = keptScreen;
+	screenSize = keptScreenSize;
+	keptScreen = NULL;
+	keptScreenSize = 0;
 	memset(&cache, 0, sizeof(cache));
 	cache.mcxt = CurrentMemoryContext;
 	qf = MultiVecFloats(query);	/* once, not per candidate */
@@ -507,18 +540,22 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	if (!ee && n > k && (rerank_screen == RERANK_SCREEN_ON ||
 						 (rerank_screen == RERANK_SCREEN_AUTO && pgs_maxsim_screen_fast())))
 	{
-		screen = palloc(pgs_maxsim_screen_bytes(query->ntok, query->dim));
+		Size		need = pgs_maxsim_screen_bytes(query->ntok, query->dim);
+
+		if (screenSize < need)
+		{
+			if (screen)
+				pfree(screen);
+			screen = MemoryContextAlloc(rerankKeepCxt, need);
+			screenSize = need;
+		}
 		if (pgs_maxsim_screen_prepare(qf, query->ntok, query->dim, screen))
 		{
 			lo = palloc(sizeof(double) * n);
 			hi = palloc(sizeof(double) * n);
 			screened = palloc(sizeof(bool) * n);
 			bar = RerankScreen(&rd, tids, n, k, query, screen, lo, hi, screened, &nscreened);
-		}
-		else
-		{
-			pfree(screen);
-			screen = NULL;
+			screening = true;
 		}
 	}
 
@@ -560,11 +597,28 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	}
 
 	ExecDropSingleTupleTableSlot(rd.slot);
-	if (screen)
+	if (screening)
 		elog(DEBUG1, "%s: screened %d of %d candidates; %d scored exactly for the top %d",
 			 RR_FN, nscreened, n, rd.fromIndex + rd.fromTable, k);
 	elog(DEBUG1, "%s: %d candidates read from index \"%s\", %d from the table",
 		 RR_FN, rd.fromIndex, rd.tokIndex ? RelationGetRelationName(rd.tokIndex) : "(none)", rd.fromTable);
+	/* hand the buffers back for the next call */
+	if (rd.tokBufSize > RERANK_KEEP_MAX)
+	{
+		pfree(rd.tokBuf);
+		rd.tokBuf = NULL;
+		rd.tokBufSize = 0;
+	}
+	if (screenSize > RERANK_KEEP_MAX)
+	{
+		pfree(screen);
+		screen = NULL;
+		screenSize = 0;
+	}
+	keptTokBuf = rd.tokBuf;
+	keptTokBufSize = rd.tokBufSize;
+	keptScreen = screen;
+	keptScreenSize = screenSize;
 	if (rd.tokIndex)
 		index_close(rd.tokIndex, AccessShareLock);
 	if (rd.toastrel)
