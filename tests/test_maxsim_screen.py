@@ -3,7 +3,7 @@
 ``maxsim_rerank`` scores exactly only the candidates whose screen interval ``[est - bound, est + bound]``
 reaches the k-th best lower bound, so its results are right only if ``|maxsim - est| <= bound`` holds for
 *every* input, against the exact kernel at *every* dispatch level.  These tests check that bound on random,
-structured and adversarial inputs, that every screen path (AMX tiles, AVX512-VNNI, the scalar reference)
+structured and adversarial inputs, that every screen path (AMX tiles, AVX512-VNNI, AVX2, the scalar reference)
 gives the same bits, and that the bound is tight enough on realistic tokens to be worth screening.
 """
 
@@ -20,10 +20,12 @@ from pgsieve import kernels as K
 
 @contextlib.contextmanager
 def screen_path(name: str) -> Iterator[None]:
-    """Run the screen on one path: "scalar" (a level below avx512), "vnni" (AMX off) or "amx"."""
-    if name == "scalar":
-        with K.using_level("avx2" if K.max_level() >= 2 else "scalar"):
-            assert K.screen_path() == "scalar"
+    """Run the screen on one path: "scalar" (below the avx2 level), "avx2" (that level), "vnni" (AMX off) or "amx"."""
+    if name in ("scalar", "avx2"):
+        if name == "avx2" and K.max_level() < 2:
+            pytest.skip("this CPU has no avx2 level")
+        with K.using_level("popcnt" if name == "scalar" and K.max_level() >= 1 else name):
+            assert K.screen_path() == name
             yield
         return
     try:
@@ -36,10 +38,9 @@ def screen_path(name: str) -> Iterator[None]:
 
 def available_paths() -> list[str]:
     paths = ["scalar"]
-    with contextlib.suppress(pytest.skip.Exception):
-        for name in ("vnni", "amx"):
-            with screen_path(name):
-                paths.append(name)
+    for name in ("avx2", "vnni", "amx"):
+        with contextlib.suppress(pytest.skip.Exception), screen_path(name):
+            paths.append(name)
     return paths
 
 

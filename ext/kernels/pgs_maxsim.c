@@ -997,6 +997,8 @@ pgs_quantize_i8_token(const float *x, int dim, int8_t *codes)
  * int16; the scalar reference reads it), the same values laid out for the
  * path chosen at prepare time, and a buffer of document rows.  dpad is dim
  * rounded up to 64; padding is zeros.
+ *   AVX2: lane groups of 8 tokens, qT[((g * dpad / 2 + k / 2) * 8 + l) * 2
+ *     + k % 2] = Q_{8 g + l, k}; the row buffer as for VNNI.
  *   VNNI: lane groups of 16 tokens, qT[((g * dpad / 2 + k / 2) * 16 + l) * 2
  *     + k % 2] = Q_{16 g + l, k} (for at most 8 tokens, one group whose lanes
  *     l and l + 8 both hold token l, so a step scores two document rows); the
@@ -1012,6 +1014,7 @@ pgs_quantize_i8_token(const float *x, int dim, int8_t *codes)
 enum
 {
 	SCREEN_SCALAR,
+	SCREEN_AVX2,
 	SCREEN_VNNI,
 	SCREEN_AMX
 };
@@ -1021,7 +1024,7 @@ typedef struct ScreenHeader
 	int			nq;
 	int			dim;
 	int			dpad;
-	int			path;			/* SCREEN_SCALAR, SCREEN_VNNI or SCREEN_AMX */
+	int			path;			/* SCREEN_SCALAR, SCREEN_AVX2, SCREEN_VNNI or SCREEN_AMX */
 	int			pair;			/* VNNI, nq <= 8: two rows per step */
 	double		wmax;			/* refuse documents whose W would let the float kernel overflow */
 	double		bsum;			/* sum of berr */
@@ -1059,7 +1062,7 @@ screen_rowbuf(void *screen, int dpad)
 int
 pgs_maxsim_screen_fast(void)
 {
-	return pgs_kernels_amx() || pgs_kernels_vnni();
+	return pgs_kernels_level() >= PGS_LEVEL_AVX2;
 }
 
 size_t
@@ -1166,6 +1169,16 @@ screen_layout_vnni(const ScreenHeader *h, const int16_t *Q, int16_t *qT)
 		}
 }
 
+/* the AVX2 lane layout: groups of 8 tokens, qT[((g * dpad / 2 + k / 2) * 8 + l) * 2 + k % 2] */
+static void
+screen_layout_avx2(const ScreenHeader *h, const int16_t *Q, int16_t *qT)
+{
+	memset(qT, 0, (size_t) ((h->nq + 7) / 8) * 8 * h->dpad * sizeof(int16_t));
+	for (int i = 0; i < h->nq; i++)
+		for (int k = 0; k < h->dim; k++)
+			qT[(((size_t) (i / 8) * (h->dpad / 2) + k / 2) * 8 + i % 8) * 2 + k % 2] = Q[(size_t) i * h->dpad + k];
+}
+
 /* the AMX B tiles of Q: the balanced int8 halves, hi = (Q - lo) / 256 */
 static void
 screen_layout_amx(const ScreenHeader *h, const int16_t *Q, int8_t *bt)
@@ -1227,8 +1240,11 @@ pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen)
 	 * next token (screen_update_amx)
 	 */
 	h->path = pgs_kernels_amx() && dim % 4 == 0 && dim >= 64 ? SCREEN_AMX :
-		pgs_kernels_vnni() ? SCREEN_VNNI : SCREEN_SCALAR;
-	if (h->path == SCREEN_AMX)
+		pgs_kernels_vnni() ? SCREEN_VNNI :
+		pgs_kernels_level() >= PGS_LEVEL_AVX2 ? SCREEN_AVX2 : SCREEN_SCALAR;
+	if (h->path == SCREEN_AVX2)
+		screen_layout_avx2(h, Q, screen_layout(screen, dpad));
+	else if (h->path == SCREEN_AMX)
 		screen_layout_amx(h, Q, screen_layout(screen, dpad));
 	else if (h->path == SCREEN_VNNI)
 		screen_layout_vnni(h, Q, screen_layout(screen, dpad));
@@ -1260,6 +1276,76 @@ screen_update_scalar(const ScreenHeader *h, const int16_t *Q, const int8_t *d, c
 }
 
 #ifdef PGS_X86
+
+/* rows j .. j + T - 1 widened to int16 (zero-padded to dpad), 16 codes a step */
+AVX2_ATTR static void
+screen_widen_avx2(const int8_t *d, int dim, int dpad, int j, int T, int16_t *rows)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const int8_t *src = d + (size_t) (j + t) * dim;
+		int16_t    *dst = rows + (size_t) t * dpad;
+		int			k = 0;
+
+		for (; k + 16 <= dim; k += 16)
+			_mm256_storeu_si256((__m256i *) (dst + k),
+								_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (src + k))));
+		for (; k < dpad; k++)
+			dst[k] = k < dim ? src[k] : 0;
+	}
+}
+
+/*
+ * AVX2: one lane group of 8 query tokens, T rows; vpmaddwd multiplies two
+ * dimensions' int16 pairs per lane and adds them (exact: |sum| < 2^31 by
+ * qm), then fl(fl(I) * sd) as on every path.
+ */
+AVX2_ATTR static ALWAYS_INLINE void
+screen_block_avx2(const int16_t *qT, int dpad, const int16_t *rows, const float *sc, __m256 *vmax, const int T)
+{
+	__m256i		acc[SCREEN_ROWS];
+
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm256_setzero_si256();
+	for (int k2 = 0; k2 < dpad / 2; k2++)
+	{
+		__m256i		qv = _mm256_load_si256((const __m256i *) (qT + (size_t) k2 * 16));
+
+		_Pragma("GCC unroll 8")
+		for (int t = 0; t < T; t++)
+			acc[t] = _mm256_add_epi32(acc[t],
+									  _mm256_madd_epi16(qv, _mm256_set1_epi32(((const int32_t *) (rows + (size_t) t * dpad))[k2])));
+	}
+	_Pragma("GCC unroll 8")
+	for (int t = 0; t < T; t++)
+		*vmax = _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[t]), _mm256_set1_ps(sc[t])), *vmax);
+}
+
+AVX2_ATTR static void
+screen_update_avx2(const ScreenHeader *h, const int16_t *qT, int16_t *rows, const int8_t *d,
+				   const float *scale, int nd, float *amax)
+{
+	int			groups = (h->nq + 7) / 8;
+	__m256		vmax[SCREEN_MAXQ / 8];
+	float		lanes[SCREEN_MAXQ];
+
+	for (int g = 0; g < groups; g++)
+		vmax[g] = _mm256_set1_ps(-INFINITY);
+	for (int j = 0; j < nd; j += SCREEN_ROWS)
+	{
+		int			T = nd - j < SCREEN_ROWS ? nd - j : SCREEN_ROWS;
+
+		screen_widen_avx2(d, h->dim, h->dpad, j, T, rows);
+		for (int g = 0; g < groups; g++)
+			QV_SWITCH(screen_block_avx2, T, qT + (size_t) g * 8 * h->dpad, h->dpad, rows, scale + j, &vmax[g])
+	}
+	for (int g = 0; g < groups; g++)
+		_mm256_storeu_ps(lanes + 8 * g, vmax[g]);
+	for (int i = 0; i < h->nq; i++)
+		if (lanes[i] > amax[i])
+			amax[i] = lanes[i];
+}
 
 #define VNNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AMX_ATTR __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -1569,6 +1655,10 @@ pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd, 
 		case SCREEN_AMX:
 			screen_update_amx(h, screen_layout(screen, h->dpad), screen_rowbuf(screen, h->dpad), d, scale, nd,
 							  amax);
+			break;
+		case SCREEN_AVX2:
+			screen_update_avx2(h, screen_layout(screen, h->dpad), screen_rowbuf(screen, h->dpad), d, scale, nd,
+							   amax);
 			break;
 		case SCREEN_VNNI:
 			screen_update_vnni(h, screen_layout(screen, h->dpad), screen_rowbuf(screen, h->dpad), d, scale, nd,

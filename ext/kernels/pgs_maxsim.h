@@ -90,9 +90,10 @@ float		pgs_quantize_i8_token(const float *x, int dim, int8_t *codes);
  * estimate - bound: the others cannot be in the top k, so the result is the
  * same, in fewer float MaxSims.  With AMX tiles (int8 products of the query's
  * two int8 halves) a screen is two to three times as fast as the float kernel
- * at 384 dimensions, with AVX512-VNNI about 1.5 times; pgs_maxsim_screen_fast()
- * says whether this CPU has either path (elsewhere the screen is a scalar
- * reference: correct, not faster).  Every path gives the same bits.
+ * at 384 dimensions, with AVX512-VNNI or AVX2 (vpmaddwd) about 1.5 times;
+ * pgs_maxsim_screen_fast() says whether this CPU has one of those paths
+ * (below AVX2 the screen is a scalar reference: correct, not faster).  Every
+ * path gives the same bits.
  *
  * The screen memory (pgs_maxsim_screen_bytes) holds the rounded query and
  * row buffers; it is prepared once per query.  prepare returns 0, and the

@@ -193,8 +193,9 @@ RerankTokenIndex(Relation rel, AttrNumber att)
  * exactly.  Any other candidate is beaten, strictly, by at least k
  * candidates, so it cannot be in the top k whatever the tie-breaking: the
  * result is the same rows and the same scores, from fewer float MaxSims.
- * auto screens where the CPU has a fast path (AMX-INT8 or AVX512-VNNI); on
- * screens everywhere (the scalar reference elsewhere: tests); off never.
+ * auto screens where the kernels have a fast path (AVX2 and up: AMX-INT8,
+ * AVX512-VNNI or AVX2 integer products); on screens everywhere (the scalar
+ * reference elsewhere: tests); off never.
  */
 typedef enum RerankScreenMode
 {
@@ -220,7 +221,7 @@ MultiVecRerankInit(void)
 	DefineCustomEnumVariable("pgsieve.maxsim_screen",
 							 "Whether maxsim_rerank screens int8 candidates with integer arithmetic first.",
 							 "The screen bounds each candidate's MaxSim and skips those that cannot reach the top k; "
-							 "results are the same.  auto screens where the CPU has AMX-INT8 or AVX512-VNNI.",
+							 "results are the same.  auto screens where the CPU has AVX2 or better.",
 							 &rerank_screen, RERANK_SCREEN_AUTO, rerank_screen_options,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 }

@@ -545,10 +545,13 @@ def maxsim_maxima(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | No
 
 
 def screen_path() -> str:
-    """The path :func:`maxsim_screen` takes now: ``"amx"``, ``"vnni"`` (both fast) or ``"scalar"`` (a reference)."""
+    """The path :func:`maxsim_screen` takes now (for 64 or more dimensions, a multiple of 4, with AMX): ``"amx"``,
+    ``"vnni"``, ``"avx2"`` or ``"scalar"`` (a reference below the avx2 level)."""
     if lib.pgs_kernels_amx():
         return "amx"
-    return "vnni" if lib.pgs_kernels_vnni() else "scalar"
+    if lib.pgs_kernels_vnni():
+        return "vnni"
+    return "avx2" if level() >= LEVEL_NAMES.index("avx2") else "scalar"
 
 
 def set_amx(on: bool) -> str:
