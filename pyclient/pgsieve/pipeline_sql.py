@@ -126,7 +126,10 @@ class _Builder:
 
     def hnsw(self, fetch: int) -> None:
         self.setting_max("hnsw.ef_search", fetch, floor=40, cap=_HNSW_EF_MAX)
-        if self.iterative_scan:  # pgvector >= 0.8: keep scanning the graph until LIMIT rows pass the filter
+        # pgvector >= 0.8: with a metadata filter, keep scanning the graph until LIMIT rows pass it.  Without one
+        # every row the graph yields passes (NULLs are not indexed) and ef_search >= LIMIT already returns LIMIT
+        # rows: the iterative scan would only add work (about 10-20% of an HNSW gather of 100, same rows)
+        if self.iterative_scan and self.filter is not None:
             self.settings["hnsw.iterative_scan"] = "strict_order"
 
     def query(self, field: str, what: str) -> Any:
