@@ -1026,6 +1026,7 @@ typedef struct ScreenHeader
 	int			dpad;
 	int			path;			/* SCREEN_SCALAR, SCREEN_AVX2, SCREEN_VNNI or SCREEN_AMX */
 	int			pair;			/* VNNI, nq <= 8: two rows per step */
+	int			kpairs;			/* AVX2 / VNNI: int16 pairs per row the products run over */
 	double		wmax;			/* refuse documents whose W would let the float kernel overflow */
 	double		bsum;			/* sum of berr */
 	float		sq[SCREEN_MAXQ];	/* per-token scale of the rounded query */
@@ -1065,12 +1066,26 @@ pgs_maxsim_screen_fast(void)
 	return pgs_kernels_level() >= PGS_LEVEL_AVX2;
 }
 
+/*
+ * AMX tiles take whole groups of 4 dimensions; from 64 dimensions up, a tile
+ * row that reads past its token's last dimension stays inside the next token
+ * (screen_update_amx).
+ */
+int
+pgs_maxsim_screen_path(int dim)
+{
+	if (pgs_kernels_amx() && dim % 4 == 0 && dim >= 64)
+		return SCREEN_AMX;
+	if (pgs_kernels_vnni())
+		return SCREEN_VNNI;
+	return pgs_kernels_level() >= PGS_LEVEL_AVX2 ? SCREEN_AVX2 : SCREEN_SCALAR;
+}
+
 size_t
-pgs_maxsim_screen_bytes(int nq, int dim)
+pgs_maxsim_screen_bytes(int dim)
 {
 	size_t		dpad = (size_t) screen_dpad(dim > 0 ? dim : 1);
 
-	(void) nq;
 	/* Q, its layout (64 dpad bytes either way), SCREEN_ROWS int16 rows >= 16 int8 rows */
 	return 64 + SCREEN_HEADER_BYTES + (SCREEN_MAXQ * dpad + 2 * 16 * dpad + SCREEN_ROWS * dpad) * sizeof(int16_t);
 }
@@ -1234,14 +1249,9 @@ pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen)
 	/* partial sums of the float kernel stay below qabs_i * (1 + u) * W */
 	h->wmax = qmaxAll > 0 ? 1e36 / qmaxAll : INFINITY;
 
-	/*
-	 * AMX tiles take whole groups of 4 dimensions; from 64 dimensions up, a
-	 * tile row that reads past its token's last dimension stays inside the
-	 * next token (screen_update_amx)
-	 */
-	h->path = pgs_kernels_amx() && dim % 4 == 0 && dim >= 64 ? SCREEN_AMX :
-		pgs_kernels_vnni() ? SCREEN_VNNI :
-		pgs_kernels_level() >= PGS_LEVEL_AVX2 ? SCREEN_AVX2 : SCREEN_SCALAR;
+	h->path = pgs_maxsim_screen_path(dim);
+	/* the products stop at the last 32 (VNNI) or 2 (AVX2) dimensions holding data, not at dpad */
+	h->kpairs = h->path == SCREEN_VNNI ? ((dim + 31) & ~31) / 2 : (dim + 1) / 2;
 	if (h->path == SCREEN_AVX2)
 		screen_layout_avx2(h, Q, screen_layout(screen, dpad));
 	else if (h->path == SCREEN_AMX)
@@ -1277,7 +1287,7 @@ screen_update_scalar(const ScreenHeader *h, const int16_t *Q, const int8_t *d, c
 
 #ifdef PGS_X86
 
-/* rows j .. j + T - 1 widened to int16 (zero-padded to dpad), 16 codes a step */
+/* rows j .. j + T - 1 widened to int16 (an odd dim padded with a zero), 16 codes a step */
 AVX2_ATTR static void
 screen_widen_avx2(const int8_t *d, int dim, int dpad, int j, int T, int16_t *rows)
 {
@@ -1290,7 +1300,7 @@ screen_widen_avx2(const int8_t *d, int dim, int dpad, int j, int T, int16_t *row
 		for (; k + 16 <= dim; k += 16)
 			_mm256_storeu_si256((__m256i *) (dst + k),
 								_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (src + k))));
-		for (; k < dpad; k++)
+		for (; k < ((dim + 1) & ~1); k++)	/* kpairs' last pair */
 			dst[k] = k < dim ? src[k] : 0;
 	}
 }
@@ -1301,14 +1311,15 @@ screen_widen_avx2(const int8_t *d, int dim, int dpad, int j, int T, int16_t *row
  * qm), then fl(fl(I) * sd) as on every path.
  */
 AVX2_ATTR static ALWAYS_INLINE void
-screen_block_avx2(const int16_t *qT, int dpad, const int16_t *rows, const float *sc, __m256 *vmax, const int T)
+screen_block_avx2(const int16_t *qT, int dpad, int kp, const int16_t *rows, const float *sc, __m256 *vmax,
+				  const int T)
 {
 	__m256i		acc[SCREEN_ROWS];
 
 	_Pragma("GCC unroll 8")
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm256_setzero_si256();
-	for (int k2 = 0; k2 < dpad / 2; k2++)
+	for (int k2 = 0; k2 < kp; k2++)
 	{
 		__m256i		qv = _mm256_load_si256((const __m256i *) (qT + (size_t) k2 * 16));
 
@@ -1338,7 +1349,8 @@ screen_update_avx2(const ScreenHeader *h, const int16_t *qT, int16_t *rows, cons
 
 		screen_widen_avx2(d, h->dim, h->dpad, j, T, rows);
 		for (int g = 0; g < groups; g++)
-			QV_SWITCH(screen_block_avx2, T, qT + (size_t) g * 8 * h->dpad, h->dpad, rows, scale + j, &vmax[g])
+			QV_SWITCH(screen_block_avx2, T, qT + (size_t) g * 8 * h->dpad, h->dpad, h->kpairs, rows, scale + j,
+					  &vmax[g])
 	}
 	for (int g = 0; g < groups; g++)
 		_mm256_storeu_ps(lanes + 8 * g, vmax[g]);
@@ -1350,7 +1362,7 @@ screen_update_avx2(const ScreenHeader *h, const int16_t *qT, int16_t *rows, cons
 #define VNNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AMX_ATTR __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
-/* rows j .. j + T - 1 widened to int16 (zero-padded to dpad) */
+/* rows j .. j + T - 1 widened to int16 (zero-padded to a multiple of 32) */
 VNNI_ATTR static void
 screen_widen_avx512(const int8_t *d, int dim, int dpad, int j, int T, int16_t *rows)
 {
@@ -1359,7 +1371,7 @@ screen_widen_avx512(const int8_t *d, int dim, int dpad, int j, int T, int16_t *r
 		const int8_t *src = d + (size_t) (j + t) * dim;
 		int16_t    *dst = rows + (size_t) t * dpad;
 
-		for (int k = 0; k < dpad; k += 32)
+		for (int k = 0; k < dim; k += 32)
 		{
 			__m256i		c;
 
@@ -1374,7 +1386,7 @@ screen_widen_avx512(const int8_t *d, int dim, int dpad, int j, int T, int16_t *r
 
 /* G lane groups of 16 query tokens, T rows: each lane an int32 dot product, then fl(fl(I) * sd) */
 VNNI_ATTR static ALWAYS_INLINE void
-screen_block_avx512(const int16_t *qT, int dpad, const int16_t *rows, const float *sc,
+screen_block_avx512(const int16_t *qT, int dpad, int kp, const int16_t *rows, const float *sc,
 					__m512 *vmax, const int G, const int T)
 {
 	__m512i		acc[SCREEN_ROWS][2];
@@ -1383,7 +1395,7 @@ screen_block_avx512(const int16_t *qT, int dpad, const int16_t *rows, const floa
 	for (int t = 0; t < T; t++)
 		for (int g = 0; g < G; g++)
 			acc[t][g] = _mm512_setzero_si512();
-	for (int k2 = 0; k2 < dpad / 2; k2++)
+	for (int k2 = 0; k2 < kp; k2++)
 	{
 		__m512i		qv[2];
 
@@ -1406,7 +1418,7 @@ screen_block_avx512(const int16_t *qT, int dpad, const int16_t *rows, const floa
 
 /* at most 8 query tokens: lanes 0-7 score row 2p, lanes 8-15 row 2p + 1 (an odd last row pairs with itself) */
 VNNI_ATTR static ALWAYS_INLINE void
-screen_block_pair_avx512(const int16_t *qT, int dpad, const int16_t *rows, const float *sc,
+screen_block_pair_avx512(const int16_t *qT, int dpad, int kp, const int16_t *rows, const float *sc,
 						 __m512 *vmax, const int T)
 {
 	__m512i		acc[SCREEN_ROWS / 2];
@@ -1415,7 +1427,7 @@ screen_block_pair_avx512(const int16_t *qT, int dpad, const int16_t *rows, const
 	_Pragma("GCC unroll 4")
 	for (int p = 0; p < P; p++)
 		acc[p] = _mm512_setzero_si512();
-	for (int k2 = 0; k2 < dpad / 2; k2++)
+	for (int k2 = 0; k2 < kp; k2++)
 	{
 		__m512i		qv = _mm512_load_si512((const void *) (qT + (size_t) k2 * 32));
 
@@ -1467,11 +1479,11 @@ screen_update_vnni(const ScreenHeader *h, const int16_t *qT, int16_t *rows, cons
 
 		screen_widen_avx512(d, h->dim, h->dpad, j, T, rows);
 		if (h->pair)
-			QV_SWITCH(screen_block_pair_avx512, T, qT, h->dpad, rows, sc, &vmax[0])
+			QV_SWITCH(screen_block_pair_avx512, T, qT, h->dpad, h->kpairs, rows, sc, &vmax[0])
 		else if (groups == 1)
-			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, rows, sc, vmax, 1)
+			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, h->kpairs, rows, sc, vmax, 1)
 		else
-			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, rows, sc, vmax, 2)
+			QV_SWITCH(screen_block_avx512, T, qT, h->dpad, h->kpairs, rows, sc, vmax, 2)
 	}
 	_mm512_storeu_ps(lanes, vmax[0]);
 	_mm512_storeu_ps(lanes + 16, vmax[1]);
@@ -1488,16 +1500,6 @@ typedef struct TileConfig
 	uint8_t		rows[16];
 } TileConfig;
 
-/*
- * AMX: tmm0 a 16-token x 64-dimension block of the document (rows read in
- * place, stride dim), tmm1/tmm2 the hi/lo B tiles of the query's chunk,
- * tmm3/tmm4 the hi/lo int32 products of 16 document tokens x 16 query tokens;
- * tmm5-7 the same for the last chunk when dim is not a multiple of 64.
- * I = 256 hi + lo is exact (int32 arithmetic wraps, and the true I fits).
- * The last block of a document of at least 16 tokens overlaps the one
- * before (a repeated row cannot change a maximum); a shorter document is
- * copied into the zero-padded row buffer and only its rows are folded.
- */
 /* a block of 16 document tokens for the tiles: rows in place or in the row buffer */
 typedef struct AmxBlock
 {
@@ -1649,6 +1651,8 @@ pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd, 
 		if (fabs((double) scale[j]) > W)
 			W = fabs((double) scale[j]);
 	W *= 128.0 * h->dim;
+	if (!(W <= h->wmax))
+		return NAN;				/* the float kernel could overflow: not screened */
 	switch (h->path)
 	{
 #ifdef PGS_X86
@@ -1669,8 +1673,6 @@ pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd, 
 			screen_update_scalar(h, screen_qplain(screen), d, scale, nd, amax);
 			break;
 	}
-	if (!(W <= h->wmax))
-		return NAN;
 	for (int i = 0; i < h->nq; i++)
 	{
 		double		t = (double) h->sq[i] * (double) amax[i];

@@ -101,7 +101,10 @@ float		pgs_quantize_i8_token(const float *x, int dim, int8_t *codes);
  * A document with no tokens, or whose estimate is not finite, gives NaN.
  */
 int			pgs_maxsim_screen_fast(void);
-size_t		pgs_maxsim_screen_bytes(int nq, int dim);
+size_t		pgs_maxsim_screen_bytes(int dim);
+
+/* The path prepare picks for dim: 0 scalar, 1 AVX2, 2 AVX512-VNNI, 3 AMX. */
+int			pgs_maxsim_screen_path(int dim);
 int			pgs_maxsim_screen_prepare(const float *q, int nq, int dim, void *screen);
 double		pgs_maxsim_screen_i8(void *screen, const int8_t *d, const float *scale, int nd,
 								 double *bound);

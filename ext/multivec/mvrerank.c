@@ -541,7 +541,7 @@ pgsieve_maxsim_rerank(PG_FUNCTION_ARGS)
 	if (!ee && n > k && (rerank_screen == RERANK_SCREEN_ON ||
 						 (rerank_screen == RERANK_SCREEN_AUTO && pgs_maxsim_screen_fast())))
 	{
-		Size		need = pgs_maxsim_screen_bytes(query->ntok, query->dim);
+		Size		need = pgs_maxsim_screen_bytes(query->dim);
 
 		if (screenSize < need)
 		{

@@ -544,14 +544,14 @@ def maxsim_maxima(doc: np.ndarray, query: np.ndarray, doc_scale: np.ndarray | No
     return out
 
 
-def screen_path() -> str:
-    """The path :func:`maxsim_screen` takes now (for 64 or more dimensions, a multiple of 4, with AMX): ``"amx"``,
-    ``"vnni"``, ``"avx2"`` or ``"scalar"`` (a reference below the avx2 level)."""
-    if lib.pgs_kernels_amx():
-        return "amx"
-    if lib.pgs_kernels_vnni():
-        return "vnni"
-    return "avx2" if level() >= LEVEL_NAMES.index("avx2") else "scalar"
+#: the screen paths, indexed by ``pgs_maxsim_screen_path``
+SCREEN_PATHS: tuple[str, ...] = ("scalar", "avx2", "vnni", "amx")
+
+
+def screen_path(dim: int = 384) -> str:
+    """The path :func:`maxsim_screen` takes now for ``dim`` dimensions (AMX needs 64 or more, a multiple of 4):
+    ``"amx"``, ``"vnni"``, ``"avx2"`` or ``"scalar"`` (a reference below the avx2 level)."""
+    return SCREEN_PATHS[int(lib.pgs_maxsim_screen_path(int(dim)))]
 
 
 def set_amx(on: bool) -> str:
@@ -573,7 +573,7 @@ def maxsim_screen(doc: np.ndarray, doc_scale: np.ndarray, query: np.ndarray) -> 
     if sc is None:
         raise ValueError("maxsim_screen takes an int8 doc with doc_scale")
     nq, dim = q.shape
-    screen = ffi.new("char[]", int(lib.pgs_maxsim_screen_bytes(nq, dim)))
+    screen = ffi.new("char[]", int(lib.pgs_maxsim_screen_bytes(dim)))
     if not lib.pgs_maxsim_screen_prepare(ffi.cast("float *", ffi.from_buffer(q)), nq, dim, screen):
         raise ValueError(f"maxsim_screen takes a query of 1 to 32 tokens, got {nq}")
     bound = ffi.new("double *")
